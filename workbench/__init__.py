@@ -1,0 +1,3 @@
+"""LLM routing workbench library."""
+
+__version__ = "0.1.0"

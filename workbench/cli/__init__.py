@@ -1,0 +1,67 @@
+"""The `workbench` command line: one argparse tree, a module per command family.
+
+Each module in COMMAND_MODULES exposes `register(subparsers)`, adding its commands; every
+command gets `--home` and returns an exit code. Errors the user can fix (WorkbenchError) print
+one line on stderr and exit 2; nothing else is caught, so bugs keep their traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from workbench.errors import WorkbenchError
+
+COMMAND_MODULES = (
+    "workbench.cli.data",
+    "workbench.cli.models",
+    "workbench.cli.policy",
+    "workbench.cli.tune",
+    "workbench.cli.export",
+    "workbench.cli.bench",
+)
+
+
+def add_home(parser: argparse.ArgumentParser) -> None:
+    """Add the common `--home` option (data directory; default WORKBENCH_HOME)."""
+    parser.add_argument(
+        "--home", default=None, help="data directory (default: $WORKBENCH_HOME or data/)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser with every available command family registered."""
+    parser = argparse.ArgumentParser(
+        prog="workbench",
+        description="LLM routing workbench: workloads, models, routing policies, tuning, export.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module_name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:  # family not built yet in this checkout
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `workbench` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except WorkbenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished work is kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
