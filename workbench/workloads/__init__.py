@@ -1,0 +1,1 @@
+"""Workload sources: built-in sample generators and file importers."""
