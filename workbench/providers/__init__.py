@@ -1,0 +1,29 @@
+"""Model providers behind one protocol: local GGUF (llama-cpp-python) and hosted (LiteLLM).
+
+Nothing here imports llama_cpp or litellm at import time; they load when a model is first used.
+"""
+
+from workbench.providers.base import (
+    ERROR_CODES,
+    AuthError,
+    ConnectionFailure,
+    ContentPolicyError,
+    ContextWindowError,
+    ModelConfig,
+    OtherProviderError,
+    Provider,
+    ProviderError,
+    ProviderTimeout,
+    RateLimitError,
+    Request,
+    Response,
+    UnknownModelError,
+    get_provider,
+    redact,
+)
+
+__all__ = [
+    "ERROR_CODES", "AuthError", "ConnectionFailure", "ContentPolicyError", "ContextWindowError",
+    "ModelConfig", "OtherProviderError", "Provider", "ProviderError", "ProviderTimeout",
+    "RateLimitError", "Request", "Response", "UnknownModelError", "get_provider", "redact",
+]
