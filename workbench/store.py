@@ -302,7 +302,7 @@ class Store:
         sql = "SELECT * EXCLUDE (workload) FROM items WHERE workload = ? ORDER BY item_id"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        return self.cursor().execute(sql, [name]).pl()
+        return fetch_pl(self.cursor(), sql, [name])
 
     def outcomes(self, name: str, models: Sequence[str] | None = None) -> pl.DataFrame:
         """Recorded outcomes of a workload (optionally only some models)."""
@@ -312,7 +312,7 @@ class Store:
         if models:
             sql += " AND model IN (SELECT unnest(?))"
             params.append(list(models))
-        return self.cursor().execute(sql + " ORDER BY item_id, model", params).pl()
+        return fetch_pl(self.cursor(), sql + " ORDER BY item_id, model", params)
 
     def models_of(self, name: str) -> list[str]:
         """Models with recorded outcomes on a workload."""
@@ -358,12 +358,22 @@ class Store:
             cur.execute("BEGIN TRANSACTION")
             try:
                 rel = cur.sql(statements[0].query)
-                frame = rel.limit(limit).pl() if rel is not None else pl.DataFrame()
+                frame = (pl.from_arrow(rel.limit(limit).to_arrow_table()) if rel is not None
+                         else pl.DataFrame())
             except duckdb.Error as exc:
                 raise ReadOnlyError(f"SQL error: {exc}") from None
             finally:
                 cur.execute("ROLLBACK")
         return frame
+
+
+def fetch_pl(cur: duckdb.DuckDBPyConnection, sql: str,
+             params: Sequence[Any] | None = None) -> pl.DataFrame:
+    """Run a query and return a polars frame (via Arrow; DuckDB 2 cursors have no `.pl()`)."""
+    table = cur.sql(sql, params=list(params) if params is not None else None).to_arrow_table()
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return frame
 
 
 def _normalise_items(items: pl.DataFrame, name: str) -> pl.DataFrame:
