@@ -45,3 +45,26 @@ def latency_box(outcomes: pl.DataFrame) -> go.Figure:
                  points=False, title="Latency per call (ms)")
     fig.update_layout(height=360, margin={"l": 10, "r": 10, "t": 40, "b": 10})
     return fig
+
+
+def sweep(frame: pl.DataFrame, param: str, singles: pl.DataFrame | None = None) -> go.Figure:
+    """Quality and cost against one threshold, with single models and the oracle as lines."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_trace(go.Scatter(x=frame["value"].to_list(), y=frame["quality"].to_list(),
+                             name="quality", mode="lines+markers"), secondary_y=False)
+    fig.add_trace(go.Scatter(x=frame["value"].to_list(),
+                             y=frame["cost_per_request"].to_list(), name="cost / request",
+                             mode="lines+markers", line={"dash": "dot"}), secondary_y=True)
+    if singles is not None and singles.height:
+        for row in singles.iter_rows(named=True):
+            fig.add_hline(y=row["quality"], line={"width": 1, "color": "#94a3b8"},
+                          annotation_text=f"{row['name']} {row['quality']:.2f}",
+                          annotation_position="bottom right", secondary_y=False)
+    fig.update_layout(title=f"Sweep of {param}", height=420,
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    fig.update_xaxes(title_text=param)
+    fig.update_yaxes(title_text="quality", secondary_y=False)
+    fig.update_yaxes(title_text="USD per request", secondary_y=True)
+    return fig

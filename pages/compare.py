@@ -1,0 +1,84 @@
+"""Compare: run catalog models on a workload (with progress and cancel), then compare quality,
+cost and latency side by side, down to each item's outputs."""
+
+from __future__ import annotations
+
+import polars as pl
+import streamlit as st
+
+from workbench import charts, ui
+from workbench.ui import jobs
+
+st.title("Compare models")
+store = ui.store()
+catalog = ui.catalog()
+
+name = ui.workload_picker(key="cmp_workload")
+if name:
+    info = store.workload(name)
+    model_names = catalog.names()
+    default = [m for m in model_names if m.startswith("gemma3")][:1]
+    chosen = st.multiselect("Models to run", model_names, default=default, key="cmp_models")
+    limit = st.slider("Items (first N by id)", 5, max(info.n_items, 5),
+                      min(20, info.n_items), key="cmp_limit",
+                      help="Start small: the bundled local model answers a few items a second.")
+    running = jobs.current("cmp_job")
+    busy = running is not None and not running.finished
+    if st.button("Run", type="primary", disabled=busy or not chosen, key="cmp_run"):
+        from workbench.runner import run
+
+        configs = [catalog.get(m) for m in chosen]
+
+        def work(job: jobs.Job):  # noqa: ANN202 - returns the RunSummary
+            return run(store, name, configs, limit=int(limit),
+                       progress=lambda d, t, m: job.progress(d, t, m),
+                       should_stop=job.should_stop)
+
+        jobs.start("cmp_job", f"Running {', '.join(chosen)} on {name}", work)
+    job = jobs.watch("cmp_job")
+    if job is not None and job.finished:
+        if job.error:
+            st.error(job.error)
+        elif job.result is not None:
+            summary = job.result
+            st.success(
+                f"{summary.n_items} items x {len(summary.runs)} model(s): {summary.calls} calls, "
+                f"{summary.cached} cached, {summary.errors} errors"
+                + (" (cancelled; finished rows kept, run again to resume)" if summary.cancelled
+                   else "") + f", {summary.seconds:.1f} s"
+            )
+
+    info = store.workload(name)
+    if info.n_outcomes:
+        from workbench.runner import model_metrics, side_by_side
+
+        with ui.user_errors():
+            metrics = model_metrics(store, name)
+            st.subheader("Per-model metrics")
+            st.caption("Quality with a 95% bootstrap interval; cost per successful task divides "
+                       "all spend by the items answered correctly.")
+            show = metrics.with_columns(
+                pl.col("quality_ci").list.eval(pl.element().round(3)).cast(pl.List(pl.String))
+                .list.join(" – ").alias("quality 95% CI"),
+            ).drop("quality_ci")
+            st.dataframe(show.to_pandas(), hide_index=True, use_container_width=True,
+                         key="cmp_metrics")
+            cols = st.columns(2)
+            cols[0].plotly_chart(charts.cost_quality(metrics), use_container_width=True)
+            outcomes = store.outcomes(name)
+            cols[1].plotly_chart(charts.latency_box(outcomes), use_container_width=True)
+
+            st.subheader("Item by item")
+            with_rows = metrics["model"].to_list()
+            shown = st.multiselect("Models", with_rows, default=with_rows[:4], key="cmp_side")
+            if shown:
+                table = side_by_side(store, name, shown)
+                filt = st.radio("Show", ["all", "models disagree", "cheap model wrong",
+                                         "errors"], horizontal=True, key="cmp_filter")
+                flag = {"models disagree": "models_disagree", "cheap model wrong": "cheap_wrong",
+                        "errors": "has_error"}.get(filt)
+                if flag:
+                    table = table.filter(pl.col(flag))
+                st.caption(f"{table.height} items")
+                st.dataframe(table.head(500).to_pandas(), hide_index=True,
+                             use_container_width=True)
