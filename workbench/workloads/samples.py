@@ -385,14 +385,16 @@ _ST_PII_SENTENCES: dict[str, tuple[str, ...]] = {
               "Please reply to {email}.", "(sent from {email})"),
     "phone": ("Call me on {phone} if that's easier.", "My number is {phone}.",
               "Text me at {phone} please.", "Best to phone me: {phone}."),
-    "card": ("The card I paid with is {card}.", "It was charged to card {card}.",
-             "Card number {card}, in case you need it."),
+    "card": ("The card I paid with is {card}.", "I paid with card {card}.",
+             "Card number {card}, in case you need it.", "Card on file: {card}."),
     "iban": ("Please send the money to my IBAN {iban}.", "My bank account is {iban}."),
 }
 _ST_PII_WEIGHTS: dict[str, dict[str, int]] = {
     "billing": {"email": 3, "phone": 2, "card": 4, "iban": 1},
     "refund": {"email": 3, "phone": 2, "card": 3, "iban": 3},
     "cancellation": {"email": 4, "phone": 2, "card": 2, "iban": 1},
+    "shipping": {"email": 5, "phone": 4, "card": 1, "iban": 0},
+    "account": {"email": 5, "phone": 3, "card": 1, "iban": 0},
 }
 _ST_GREETINGS = ("", "", "", "Hi,", "Hello,", "Hi there,", "Good morning,", "Dear support team,",
                  "Hey,", "Hello support,")
@@ -427,7 +429,8 @@ def _st_slots(rng: random.Random) -> dict[str, str]:
 
 def _st_pii(rng: random.Random, category: str, first: str) -> dict[str, str]:
     """One or two PII values for a message, weighted by what fits the category."""
-    weights = _ST_PII_WEIGHTS.get(category, {"email": 5, "phone": 4, "card": 1, "iban": 0})
+    # card numbers and IBANs only where money is the topic; contact details anywhere
+    weights = _ST_PII_WEIGHTS.get(category, {"email": 5, "phone": 4, "card": 0, "iban": 0})
     kinds = [k for k, w in weights.items() if w > 0]
     chosen = rng.choices(kinds, weights=[weights[k] for k in kinds], k=1)
     if rng.random() < 0.3:
@@ -482,7 +485,10 @@ def _support_triage(rng: random.Random) -> tuple[list[dict[str, Any]], str]:
             extra = [rng.choice(_ST_PII_SENTENCES[k]).format_map(pii) for k in sorted(pii)]
             rng.shuffle(extra)
             if channel == "chat":
-                parts = [text[0].lower() + text[1:]] + extra
+                # chat is typed casually, but brand names like "UPS" keep their case
+                casual = text[0].lower() + text[1:] if text[1:2].islower() or text[1] in " '" \
+                    else text
+                parts = [casual, *extra]
                 text = " ".join(parts)
                 if rng.random() < 0.5 and text.endswith("."):
                     text = text[:-1]
