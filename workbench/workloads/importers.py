@@ -18,8 +18,9 @@ Rows in error messages are counted from 1 at the first data row (the CSV header 
 A bad file raises `ImportError_` naming file, row and column, and nothing is written.
 
 Task type rule (when not given): a mapped labels column means `classification`; otherwise, with
-a reference column, `classification` when the reference has at most 100 distinct values and
-on average at least 5 rows per value (distinct * 5 <= rows), else `qa`; with no reference,
+a reference column, `classification` when the reference has at most 100 distinct values,
+each used on average by at least 2 rows (distinct * 2 <= rows), and is not a numeric answer
+(all values numbers with more than 2 distinct values), else `qa`; with no reference,
 `generation`.
 """
 
@@ -40,7 +41,7 @@ import duckdb
 import polars as pl
 
 from workbench.errors import ConflictError, ImportError_
-from workbench.store import Store, WorkloadInfo
+from workbench.store import Store, WorkloadInfo, fetch_pl
 
 ITEM_FORMATS = ("csv", "jsonl", "parquet")
 OUTCOME_FORMATS = ("routerbench", "routellm", "long")
@@ -49,7 +50,7 @@ TASK_TYPES = ("classification", "qa", "generation", "extraction")
 
 # Classification inference: few distinct references, each used several times on average.
 MAX_CLASSES = 100
-MIN_ROWS_PER_CLASS = 5
+MIN_ROWS_PER_CLASS = 2
 
 INPUT_GUESSES = ("input", "text", "prompt", "question", "query", "message", "utterance", "content")
 REFERENCE_GUESSES = (
@@ -85,16 +86,16 @@ class ColumnMapping:
     labels_delimiter: str = "|"
 
     def columns(self) -> dict[str, str]:
-        """Mapped file column per role (tag/metadata columns keyed `tag:<col>` / `metadata:<col>`)."""
+        """Mapped file column per role (tag/metadata columns keyed `tag <col>` / `metadata <col>`)."""
         roles: dict[str, str] = {"input": self.input}
         for role in ("id", "reference", "labels"):
             col = getattr(self, role)
             if col:
                 roles[role] = col
         for col in self.tags:
-            roles[f"tag:{col}"] = col
+            roles[f"tag {col}"] = col
         for col in self.metadata:
-            roles[f"metadata:{col}"] = col
+            roles[f"metadata {col}"] = col
         return roles
 
 
@@ -318,7 +319,7 @@ def preview_file(
     reader = _reader_sql(path, container, delim)
     with _scratch() as con:
         try:
-            return con.execute(f"SELECT * FROM {reader} LIMIT {int(limit)}").pl()
+            return fetch_pl(con, f"SELECT * FROM {reader} LIMIT {int(limit)}")
         except duckdb.Error as exc:
             raise _read_error(path, container, delim, exc) from None
 
@@ -434,7 +435,8 @@ def _check_numbers(cur: duckdb.DuckDBPyConnection, table: str, path: Path,
 
 def _missing_columns(path: Path, container: str, delimiter: str, needed: dict[str, str],
                      columns: Sequence[str]) -> None:
-    missing = [f"{col!r} ({role})" for role, col in needed.items() if col not in columns]
+    missing = [f"{col!r} ({role.split()[0]})" for role, col in needed.items()
+               if col not in columns]
     if missing:
         avail = ", ".join(repr(c) for c in columns)
         raise ImportError_(
@@ -452,11 +454,16 @@ def _infer_task(cur: duckdb.DuckDBPyConnection, table: str, n: int, has_referenc
         return "classification", "a labels column is mapped"
     if not has_reference:
         return "generation", "no reference column"
-    distinct = int(cur.execute(
-        f"SELECT count(DISTINCT trim(reference)) FROM {table}").fetchone()[0])
+    distinct, numeric = cur.execute(
+        f"SELECT count(DISTINCT trim(reference)), bool_and(TRY_CAST(trim(reference) AS DOUBLE) "
+        f"IS NOT NULL) FROM {table} WHERE reference IS NOT NULL").fetchone()
+    distinct = int(distinct)
+    reason = f"{distinct} distinct reference values in {n} rows"
+    if numeric and distinct > 2:
+        return "qa", reason + ", all numeric"
     if 0 < distinct <= MAX_CLASSES and distinct * MIN_ROWS_PER_CLASS <= n:
-        return "classification", f"{distinct} distinct reference values in {n} rows"
-    return "qa", f"{distinct} distinct reference values in {n} rows"
+        return "classification", reason
+    return "qa", reason
 
 
 def _label_set(cur: duckdb.DuckDBPyConnection, table: str, from_labels: bool,
@@ -481,8 +488,8 @@ def _input_sql(col: str, dtype: str) -> tuple[str, str]:
     chat messages (structs with `content`) is kept as messages and its contents joined as text."""
     c = _ident(col)
     if dtype.endswith("[]") and "content" in dtype and dtype.startswith("STRUCT"):
-        return (f"array_to_string(list_transform({c}, m -> CAST(m.content AS VARCHAR)), "
-                f"chr(10) || chr(10))", f"to_json({c})")
+        return (f"array_to_string([CAST(m.content AS VARCHAR) FOR m IN {c}], chr(10) || chr(10))",
+                f"to_json({c})")
     if dtype == "VARCHAR":
         return c, "NULL::JSON"
     return f"CAST({c} AS VARCHAR)", "NULL::JSON"
@@ -551,8 +558,8 @@ def _import_items(store: Store, path: Path, name: str, container: str, delimiter
         labels: list[str] = []
         if mapping.labels:
             labels = _label_set(cur, table, True, mapping.labels_delimiter)
-            labels_sql = (f"list_filter(list_transform(string_split(labels_raw, "
-                          f"{_lit(mapping.labels_delimiter)}), l -> trim(l)), l -> l <> '')")
+            labels_sql = (f"[trim(l) FOR l IN string_split(labels_raw, "
+                          f"{_lit(mapping.labels_delimiter)}) IF trim(l) <> '']")
         elif task == "classification":
             labels = _label_set(cur, table, False, "")
             labels_sql = "$labels::VARCHAR[]"
