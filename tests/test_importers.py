@@ -296,7 +296,7 @@ def test_wrong_delimiter(seeded: Store, tmp_path: Path) -> None:
 
 
 def test_non_utf8_bytes(seeded: Store, tmp_path: Path) -> None:
-    data = "id,text\n1,fine\n2,caf".encode() + b"\xe9" + b" latin-1\n3,ok\n"
+    data = b"id,text\n1,fine\n2,caf" + b"\xe9" + b" latin-1\n3,ok\n"
     offset = data.index(b"\xe9")
     path = write(tmp_path, "latin.csv", data)
     assert_fails(seeded, path, "not UTF-8", f"byte offset {offset}", "line 3", "row 2",
