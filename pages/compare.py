@@ -61,12 +61,12 @@ if name:
                 pl.col("quality_ci").list.eval(pl.element().round(3)).cast(pl.List(pl.String))
                 .list.join(" – ").alias("quality 95% CI"),
             ).drop("quality_ci")
-            st.dataframe(show.to_pandas(), hide_index=True, use_container_width=True,
+            st.dataframe(show.to_pandas(), hide_index=True, width="stretch",
                          key="cmp_metrics")
             cols = st.columns(2)
-            cols[0].plotly_chart(charts.cost_quality(metrics), use_container_width=True)
+            cols[0].plotly_chart(charts.cost_quality(metrics), width="stretch")
             outcomes = store.outcomes(name)
-            cols[1].plotly_chart(charts.latency_box(outcomes), use_container_width=True)
+            cols[1].plotly_chart(charts.latency_box(outcomes), width="stretch")
 
             st.subheader("Item by item")
             with_rows = metrics["model"].to_list()
@@ -81,4 +81,4 @@ if name:
                     table = table.filter(pl.col(flag))
                 st.caption(f"{table.height} items")
                 st.dataframe(table.head(500).to_pandas(), hide_index=True,
-                             use_container_width=True)
+                             width="stretch")

@@ -49,5 +49,5 @@ if workloads:
     st.dataframe(
         [{"workload": w.name, "task": w.task_type, "items": w.n_items, "models": w.n_models,
           "synthetic": w.synthetic} for w in workloads],
-        hide_index=True, use_container_width=True,
+        hide_index=True, width="stretch",
     )

@@ -23,7 +23,7 @@ st.dataframe(
       "tags": ", ".join(c.tags),
       "input $/1M": c.input_price_per_m, "output $/1M": c.output_price_per_m,
       "max_tokens": c.max_tokens, "temperature": c.temperature} for c in configs],
-    hide_index=True, use_container_width=True, key="models_table",
+    hide_index=True, width="stretch", key="models_table",
 )
 
 with st.expander("Hosted provider keys", expanded=False):

@@ -50,7 +50,7 @@ if name:
     with st.expander("Recorded models on this workload", expanded=False):
         st.dataframe([{"model": s.name, "quality": round(s.quality, 4),
                        "cost per request": s.cost_per_request, "outcomes": s.n}
-                      for s in summaries], hide_index=True, use_container_width=True)
+                      for s in summaries], hide_index=True, width="stretch")
 
     cols = st.columns(max(len(tiers) - 1, 1) + 1)
     accept: list[float] = []
@@ -91,7 +91,7 @@ if name:
         c[0].metric("Quality", f"{m.quality:.3f}",
                     help=f"95% CI {m.quality_ci[0]:.3f} – {m.quality_ci[1]:.3f}")
         c[1].metric("Cost / request", f"${m.cost_per_request:.6f}")
-        c[2].metric("Cost / success", "-" if m.cost_per_success is None
+        c[2].metric("Cost / success", "-" if not np.isfinite(m.cost_per_success)
                     else f"${m.cost_per_success:.6f}")
         c[3].metric("Latency p95", f"{m.latency_p95_ms:.0f} ms")
         c[4].metric("Escalated", f"{m.escalation_rate:.1%}")
@@ -101,8 +101,12 @@ if name:
                        f"{k} {v:.0%}" for k, v in sorted(m.answered_by.items(),
                                                          key=lambda kv: -kv[1])))
 
-        base = rp.baseline_frame(result) if hasattr(rp, "baseline_frame") else None
-        points = base if base is not None else pl.DataFrame()
+        points = pl.DataFrame(
+            [{"name": k.removeprefix("single:"), "quality": b.quality,
+              "cost_per_request": b.cost_per_request} for k, b in result.baselines.items()
+             if k != "random"],
+            schema={"name": pl.String, "quality": pl.Float64, "cost_per_request": pl.Float64},
+        )
         left, right = st.columns(2)
         if points.height:
             pts = pl.concat([points.select("name", "quality", "cost_per_request"),
@@ -110,12 +114,12 @@ if name:
                                            "cost_per_request": [m.cost_per_request]})])
             left.plotly_chart(charts.cost_quality(pts, label="name",
                                                   highlight=["this policy"]),
-                              use_container_width=True)
+                              width="stretch")
         if len(tiers) > 1:
             values = np.round(np.linspace(0, 1, 21), 2).tolist()
             sweep = rp.sweep(policy, items, outcomes, "tiers.0.accept_above", values)
             right.plotly_chart(charts.sweep(sweep, "tiers.0.accept_above", points),
-                               use_container_width=True)
+                               width="stretch")
 
         st.subheader("Decision trace")
         trace = result.trace
@@ -128,14 +132,14 @@ if name:
         elif f == "wrong answers":
             trace = trace.filter(pl.col("quality") < 0.5)
         st.caption(f"{trace.height} items")
-        st.dataframe(trace.head(1000).to_pandas(), hide_index=True, use_container_width=True)
+        st.dataframe(trace.head(1000).to_pandas(), hide_index=True, width="stretch")
 
         s = st.columns([0.6, 0.4])
         pname = s[0].text_input("Policy name", "my-policy", key="route_name")
         if s[1].button("Save policy to the catalog", key="route_save"):
             named = policy.model_copy(update={"name": pname})
             entry = catalog.save_policy(pname, named.to_yaml(), workload=name,
-                                        metrics=m.as_dict() if hasattr(m, "as_dict") else {})
+                                        metrics=m.as_dict())
             st.success(f"Saved {pname} version {entry.version}")
         with st.expander("Policy YAML"):
             st.code(policy.to_yaml(), language="yaml")

@@ -14,7 +14,7 @@ store = ui.store()
 
 top = st.columns([0.7, 0.3])
 with top[1]:
-    if st.button("Load the sample workloads", key="wl_load_samples", use_container_width=True):
+    if st.button("Load the sample workloads", key="wl_load_samples", width="stretch"):
         from workbench.workloads.samples import load_samples
 
         with ui.user_errors(), st.spinner("Generating samples..."):
@@ -29,7 +29,7 @@ with top[0]:
               "models with outcomes": w.n_models, "outcome rows": w.n_outcomes,
               "source": w.source, "fingerprint": w.fingerprint,
               "created": w.created.strftime("%Y-%m-%d %H:%M")} for w in infos],
-            hide_index=True, use_container_width=True, key="wl_table",
+            hide_index=True, width="stretch", key="wl_table",
         )
     else:
         st.info("No workloads yet. Load the samples or upload a file below.")
@@ -53,15 +53,15 @@ with tab_view:
                       and items[col].null_count() < items.height]
         if chart_cols:
             by = st.radio("Distribution by", chart_cols, horizontal=True, key="wl_dist_by")
-            st.plotly_chart(charts.distribution(items, by), use_container_width=True)
-        st.dataframe(items.head(200).to_pandas(), use_container_width=True, hide_index=True)
+            st.plotly_chart(charts.distribution(items, by), width="stretch")
+        st.dataframe(items.head(200).to_pandas(), width="stretch", hide_index=True)
         if info.n_models:
             from workbench.runner import model_metrics
 
             with ui.user_errors():
                 st.markdown("**Recorded outcomes per model**")
                 st.dataframe(model_metrics(store, name).to_pandas(), hide_index=True,
-                             use_container_width=True)
+                             width="stretch")
         with st.expander("Delete this workload"):
             st.warning(f"Deletes {name!r} with its {info.n_items} items and "
                        f"{info.n_outcomes} outcome rows.")
@@ -92,7 +92,7 @@ with tab_upload:
             detected = importers.detect_format(path) if fmt == "auto" else fmt
             st.caption(f"Format: **{detected}**")
             preview = importers.preview_file(path, format=fmt, limit=20)
-            st.dataframe(preview.to_pandas(), use_container_width=True, hide_index=True)
+            st.dataframe(preview.to_pandas(), width="stretch", hide_index=True)
             columns = preview.columns
             default_name = upload.name.rsplit(".", 1)[0]
             with st.form("wl_import_form"):
@@ -148,5 +148,5 @@ with tab_sql:
                        key="wl_sql")
     if st.button("Run query", key="wl_sql_run"):
         with ui.user_errors():
-            st.dataframe(store.read_only_query(sql).to_pandas(), use_container_width=True,
+            st.dataframe(store.read_only_query(sql).to_pandas(), width="stretch",
                          hide_index=True)

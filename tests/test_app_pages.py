@@ -43,7 +43,7 @@ def test_workloads_page_lists_counts_and_charts(home: Path) -> None:
     load_samples(open_store(home))
     at = _app("pages/workloads.py").run()
     _no_exceptions(at)
-    table = at.dataframe(key="wl_table").value
+    table = at.dataframe[0].value
     counts = dict(zip(table["workload"], table["items"], strict=True))
     assert counts["support-triage"] >= 300
     assert at.metric[0].value != ""
@@ -77,5 +77,5 @@ def test_upload_csv_with_mapping(home: Path, tmp_path: Path) -> None:
     assert info.n_items == 3
     at = _app("pages/workloads.py").run()
     _no_exceptions(at)
-    table = at.dataframe(key="wl_table").value
+    table = at.dataframe[0].value
     assert dict(zip(table["workload"], table["items"], strict=True))["tickets"] == 3

@@ -1,0 +1,116 @@
+"""Tune: let Optuna search the policy's thresholds and tier models against a cost/quality
+objective on a train split, then report held-out figures with intervals; save a trial."""
+
+from __future__ import annotations
+
+import polars as pl
+import streamlit as st
+
+from workbench import ui
+from workbench.policy import Policy
+from workbench.ui import jobs
+
+st.title("Tune")
+st.caption("Tuning uses a train split only; the held-out items judge the result.")
+store = ui.store()
+catalog = ui.catalog()
+
+name = ui.workload_picker(key="tune_workload", require_outcomes=True)
+if name:
+    from workbench import tune as tn
+
+    saved = catalog.list_policies()
+    base_choice = st.selectbox("Base policy", ["(default cascade for this workload)",
+                                               *[p.name for p in saved]], key="tune_base")
+    c = st.columns(4)
+    objective = c[0].selectbox("Objective", ["min-cost", "max-quality", "weighted", "pareto"],
+                               key="tune_objective",
+                               help="min-cost: cheapest policy meeting the quality floor; "
+                                    "max-quality: best under the budget; weighted: quality - "
+                                    "lambda x cost; pareto: the whole trade-off front.")
+    floor_mode = c[1].selectbox("Quality floor", ["95% of the best single model",
+                                                  "absolute"], key="tune_floor_mode",
+                                disabled=objective != "min-cost")
+    floor_abs = c[1].number_input("Absolute floor", 0.0, 1.0, 0.8, 0.01, key="tune_floor",
+                                  disabled=objective != "min-cost" or floor_mode != "absolute")
+    budget = c[2].number_input("Budget ($ per request)", 0.0, 10.0, 0.001, format="%.6f",
+                               key="tune_budget", disabled=objective != "max-quality")
+    weight = c[2].number_input("lambda (quality per $)", 0.0, 1e7, 100.0, key="tune_weight",
+                               disabled=objective != "weighted")
+    trials = c[3].number_input("Trials", 10, 5000, 100, 10, key="tune_trials")
+    holdout = c[3].slider("Holdout share", 0.1, 0.5, 0.3, 0.05, key="tune_holdout")
+    seed = st.number_input("Seed", 0, 2**31 - 1, 0, key="tune_seed")
+
+    running = jobs.current("tune_job")
+    busy = running is not None and not running.finished
+    if st.button("Tune", type="primary", disabled=busy, key="tune_go"):
+        with ui.user_errors():
+            if base_choice.startswith("("):
+                base = tn.default_base_policy(store, name)
+            else:
+                base = Policy.from_yaml(catalog.get_policy(base_choice).body)
+            floor = ("95%" if floor_mode.startswith("95") else float(floor_abs)) \
+                if objective == "min-cost" else None
+
+            def work(job: jobs.Job):  # noqa: ANN202 - returns the TuneResult
+                return tn.tune(store, name, base, objective=objective, quality_floor=floor,
+                               budget=float(budget) if objective == "max-quality" else None,
+                               weight=float(weight) if objective == "weighted" else None,
+                               trials=int(trials), holdout=float(holdout), seed=int(seed),
+                               progress=lambda d, t, info="": job.progress(d, t, info),
+                               should_stop=job.should_stop)
+
+            jobs.start("tune_job", f"Tuning {name} ({objective})", work)
+    job = jobs.watch("tune_job")
+    if job is not None and job.finished:
+        if job.error:
+            st.error(job.error)
+        elif job.result is not None:
+            st.session_state["tune_result"] = job.result
+    result = st.session_state.get("tune_result")
+    if result is not None:
+        from workbench import tune_charts
+
+        for w in result.warnings:
+            st.warning(w)
+        tr, ho = result.train, result.holdout
+        st.subheader(f"Best policy (study {result.study_name})")
+        cols = st.columns(4)
+        cols[0].metric("Holdout quality", f"{ho['quality']:.3f}",
+                       delta=f"{ho['quality'] - tr['quality']:+.3f} vs train")
+        cols[1].metric("Holdout cost / request", f"${ho['cost_per_request']:.6f}")
+        cols[2].metric("Holdout escalation", f"{ho['escalation_rate']:.1%}")
+        cols[3].metric("Holdout items", ho["n"])
+        ci = ho["quality_ci"]
+        st.caption(f"Holdout quality 95% CI {ci[0]:.3f} – {ci[1]:.3f}; train quality "
+                   f"{tr['quality']:.3f} (CI {tr['quality_ci'][0]:.3f} – "
+                   f"{tr['quality_ci'][1]:.3f}).")
+        st.dataframe(pl.DataFrame([{"split": "train", **{k: tr[k] for k in
+                                                        ("quality", "cost_per_request",
+                                                         "escalation_rate", "n")}},
+                                   {"split": "holdout", **{k: ho[k] for k in
+                                                          ("quality", "cost_per_request",
+                                                           "escalation_rate", "n")}}]
+                                  ).to_pandas(), hide_index=True)
+        left, right = st.columns(2)
+        left.plotly_chart(tune_charts.pareto(result), width="stretch")
+        right.plotly_chart(tune_charts.history(result), width="stretch")
+        with st.expander("Parameter importances"), ui.user_errors():
+            st.plotly_chart(tune_charts.importances(result), width="stretch")
+        trials_frame = result.trials
+        st.dataframe(trials_frame.to_pandas(), hide_index=True, width="stretch",
+                     key="tune_trials_table")
+        pick_cols = st.columns([0.3, 0.4, 0.3])
+        number = pick_cols[0].number_input("Trial to save", 0, max(trials_frame.height - 1, 0),
+                                           int(result.best_trial) if hasattr(result, "best_trial")
+                                           else 0, key="tune_pick")
+        pname = pick_cols[1].text_input("Save as policy", f"{name}-tuned", key="tune_pname")
+        if pick_cols[2].button("Save to the catalog", key="tune_save"):
+            with ui.user_errors():
+                pol = tn.trial_policy(result.storage, result.study_name, int(number))
+                saved_entry = catalog.save_policy(
+                    pname, pol.model_copy(update={"name": pname}).to_yaml(), workload=name,
+                    metrics={"train": tr, "holdout": ho})
+                st.session_state["current_policy"] = pname
+                st.success(f"Saved {pname} version {saved_entry.version}; export it on the "
+                           "Export page.")
