@@ -79,3 +79,78 @@ def test_upload_csv_with_mapping(home: Path, tmp_path: Path) -> None:
     _no_exceptions(at)
     table = at.dataframe[0].value
     assert dict(zip(table["workload"], table["items"], strict=True))["tickets"] == 3
+
+
+def _recorded_workload(home: Path) -> str:
+    """support-triage with recorded outcomes of a cheap and a strong model (seeded)."""
+    import numpy as np
+    import polars as pl
+
+    from workbench.workloads.samples import load_samples
+
+    store = open_store(home)
+    load_samples(store, names=["support-triage"])
+    ids = store.items("support-triage")["item_id"].to_list()
+    rng = np.random.default_rng(0)
+    conf = rng.uniform(0, 1, len(ids))
+    cheap_q = (rng.uniform(0, 1, len(ids)) < 0.4 + 0.6 * conf).astype(float)
+    strong_q = (rng.uniform(0, 1, len(ids)) < 0.95).astype(float)
+    rows = pl.DataFrame({
+        "item_id": ids * 2,
+        "model": ["cheap"] * len(ids) + ["strong"] * len(ids),
+        "output": ["billing"] * (2 * len(ids)),
+        "quality": np.concatenate([cheap_q, strong_q]),
+        "cost_usd": [0.0001] * len(ids) + [0.002] * len(ids),
+        "latency_ms": [50.0] * len(ids) + [900.0] * len(ids),
+        "confidence": np.concatenate([conf, np.full(len(ids), 0.99)]),
+    })
+    store.write_outcomes("support-triage", rows)
+    return "support-triage"
+
+
+def test_route_page_replays_and_saves_a_policy(home: Path) -> None:
+    _recorded_workload(home)
+    at = _app("pages/route.py").run()
+    _no_exceptions(at)
+    assert at.multiselect(key="route_tiers").value == ["cheap", "strong"]
+    quality = next(m for m in at.metric if m.label == "Quality")
+    first = float(quality.value)
+    at.slider(key="route_acc_0").set_value(1.0).run()
+    _no_exceptions(at)
+    escalated = next(m for m in at.metric if m.label == "Escalated").value
+    assert escalated == "100.0%"
+    assert float(next(m for m in at.metric if m.label == "Quality").value) != first
+    at.toggle(key="route_pii").set_value(True).run()
+    _no_exceptions(at)
+    refused = next(m for m in at.metric if m.label == "Refused").value
+    assert refused != "0.0%"  # PII items have no model tagged local here
+    at.text_input(key="route_name").set_value("triage-cascade").run()
+    at.button(key="route_save").click().run()
+    _no_exceptions(at)
+    assert any("Saved triage-cascade version 1" in s.value for s in at.success)
+
+
+def test_export_page_previews_and_diffs(home: Path) -> None:
+    from workbench.catalog import Catalog
+    from workbench.policy import Policy
+
+    _recorded_workload(home)
+    cat = Catalog(home)
+    body = {"name": "p", "models": {"cheap": {"model": "cheap"}, "strong": {"model": "strong"}},
+            "tiers": [{"model": "cheap", "accept_above": 0.6}, {"model": "strong"}]}
+    cat.save_policy("p", Policy.validate_data(body).to_yaml(), workload="support-triage")
+    body["tiers"][0]["accept_above"] = 0.8
+    cat.save_policy("p", Policy.validate_data(body).to_yaml(), workload="support-triage")
+    at = _app("pages/export.py").run()
+    _no_exceptions(at)
+    codes = [c.value for c in at.code]
+    assert any("accept_above: 0.8" in c and "workload_fingerprint" in c for c in codes)
+    assert any("-  accept_above: 0.6" in c and "+  accept_above: 0.8" in c for c in codes)
+    assert any("model_list" in c for c in codes)
+
+
+def test_models_page_lists_bundled_model(home: Path) -> None:
+    at = _app("pages/models.py").run()
+    _no_exceptions(at)
+    table = at.dataframe[0].value
+    assert "gemma3-270m-q4km-local" in list(table["name"])
