@@ -14,6 +14,10 @@ Layouts:
   tokens or prompt_tokens/completion_tokens, error; input and reference optional.
 The three outcome layouts may come in any of the three containers (CSV, JSONL, Parquet).
 
+Label sets: the workload's `label_set` holds the task's labels (the labels column's distinct
+values, or the distinct references of a classification task); an item's `labels` is filled
+only when the file gives a per-item label set (a mapped labels column).
+
 Rows in error messages are counted from 1 at the first data row (the CSV header is not a row).
 A bad file raises `ImportError_` naming file, row and column, and nothing is written.
 
@@ -445,36 +449,22 @@ def _missing_columns(path: Path, container: str, delimiter: str, needed: dict[st
         )
 
 
-def _infer_task(cur: duckdb.DuckDBPyConnection, table: str, n: int, has_reference: bool,
-                has_labels: bool, task_type: str | None) -> tuple[str, str]:
-    """(task type, reason) by the module's documented rule unless given."""
+def _infer_task(n: int, distinct: int | None, numeric: bool, has_labels: bool,
+                task_type: str | None) -> tuple[str, str]:
+    """(task type, reason) by the module's documented rule unless given; `distinct` is the
+    number of distinct references (None without a reference column)."""
     if task_type:
         return task_type, "given"
     if has_labels:
         return "classification", "a labels column is mapped"
-    if not has_reference:
+    if distinct is None:
         return "generation", "no reference column"
-    distinct, numeric = cur.execute(
-        f"SELECT count(DISTINCT trim(reference)), bool_and(TRY_CAST(trim(reference) AS DOUBLE) "
-        f"IS NOT NULL) FROM {table} WHERE reference IS NOT NULL").fetchone()
-    distinct = int(distinct)
     reason = f"{distinct} distinct reference values in {n} rows"
     if numeric and distinct > 2:
         return "qa", reason + ", all numeric"
     if 0 < distinct <= MAX_CLASSES and distinct * MIN_ROWS_PER_CLASS <= n:
         return "classification", reason
     return "qa", reason
-
-
-def _label_set(cur: duckdb.DuckDBPyConnection, table: str, from_labels: bool,
-               delimiter: str) -> list[str]:
-    if from_labels:
-        sql = (f"SELECT DISTINCT trim(l) AS l FROM (SELECT unnest(string_split(labels_raw, "
-               f"{_lit(delimiter)})) AS l FROM {table}) WHERE trim(l) <> '' ORDER BY l")
-    else:
-        sql = (f"SELECT DISTINCT trim(reference) AS l FROM {table} "
-               "WHERE reference IS NOT NULL AND trim(reference) <> '' ORDER BY l")
-    return [r[0] for r in cur.execute(sql).fetchall()]
 
 
 def _json_object_sql(cols: Sequence[str]) -> str:
@@ -535,8 +525,6 @@ def _import_items(store: Store, path: Path, name: str, container: str, delimiter
         f"{messages_sql} AS messages",
         f"{_as_text(mapping.reference)} AS reference" if mapping.reference
         else "NULL::VARCHAR AS reference",
-        f"{_as_text(mapping.labels)} AS labels_raw" if mapping.labels
-        else "NULL::VARCHAR AS labels_raw",
     ]
     for tag in TAG_COLUMNS:
         col = next((c for c in tag_named if c.lower() == tag), None)
@@ -544,42 +532,86 @@ def _import_items(store: Store, path: Path, name: str, container: str, delimiter
     select.append(f"{_json_object_sql(other_tags)} AS tags")
     select.append(f"{_json_object_sql(list(mapping.metadata))} AS metadata")
 
-    with _staged(store, path, container, delimiter, ", ".join(select)) as (cur, table):
-        n = _count(cur, table, path)
-        _check_present(cur, table, path, "input", mapping.input, "every item needs an input")
+    if task_type == "classification" and not (mapping.reference or mapping.labels):
+        raise ImportError_(f"{path}: task type classification needs a reference or a "
+                           "labels column in the mapping")
+    reader = _reader_sql(path, container, delimiter)
+    select.append(
+        f"[trim(l) FOR l IN string_split({_as_text(mapping.labels)}, "
+        f"{_lit(mapping.labels_delimiter)}) IF trim(l) <> ''] AS labels"
+        if mapping.labels else "NULL::VARCHAR[] AS labels"
+    )
+    with store.transaction() as cur:
+        _prepare_name(store, cur, path, name, replace)
         if mapping.id:
-            _check_present(cur, table, path, "id", mapping.id, "every item needs an id")
-            _check_unique(cur, table, path, "id", f"item id (column {mapping.id!r})")
-        if task_type == "classification" and not (mapping.reference or mapping.labels):
-            raise ImportError_(f"{path}: task type classification needs a reference or a "
-                               "labels column in the mapping")
-        task, reason = _infer_task(cur, table, n, bool(mapping.reference), bool(mapping.labels),
-                                   task_type)
+            # No staging, no row numbers: DuckDB streams the file straight into the table.
+            source, id_sql = reader, "id"
+        else:
+            try:
+                rows = int(cur.execute(f"SELECT count(*) FROM {reader}").fetchone()[0])
+            except duckdb.Error as exc:
+                raise _read_error(path, container, delimiter, exc) from None
+            source = f"(SELECT row_number() OVER () AS _row, * FROM {reader})"
+            id_sql = _row_id_sql(max(rows, 1))
+        try:
+            cur.execute(
+                "INSERT INTO items (workload, item_id, input, messages, reference, labels, "
+                "difficulty, data_class, tags, metadata) "
+                f"SELECT $name, {id_sql}, input, messages, reference, labels, difficulty, "
+                f"data_class, tags, metadata FROM (SELECT {', '.join(select)}"
+                f"{', _row' if not mapping.id else ''} FROM {source})",
+                {"name": name},
+            )
+        except duckdb.ConstraintException:  # NULL input/id or a duplicate id: find the rows
+            raise _diagnose_items(path, container, delimiter, mapping, input_sql) from None
+        except duckdb.Error as exc:
+            raise _read_error(path, container, delimiter, exc) from None
+        n, blank, distinct, numeric = cur.execute(
+            "SELECT count(*), count_if(trim(input) = '' OR trim(item_id) = ''), "
+            "count(DISTINCT trim(reference)), bool_and(TRY_CAST(trim(reference) AS DOUBLE) "
+            "IS NOT NULL) FROM items WHERE workload = $name",
+            {"name": name},
+        ).fetchone()
+        if n == 0:
+            raise ImportError_(f"{path}: no data rows (only a header); nothing to import")
+        if blank:
+            raise _diagnose_items(path, container, delimiter, mapping, input_sql)
+        task, reason = _infer_task(int(n), int(distinct) if mapping.reference else None,
+                                   bool(numeric), bool(mapping.labels), task_type)
         labels: list[str] = []
         if mapping.labels:
-            labels = _label_set(cur, table, True, mapping.labels_delimiter)
-            labels_sql = (f"[trim(l) FOR l IN string_split(labels_raw, "
-                          f"{_lit(mapping.labels_delimiter)}) IF trim(l) <> '']")
-        elif task == "classification":
-            labels = _label_set(cur, table, False, "")
-            labels_sql = "$labels::VARCHAR[]"
+            sql = ("SELECT DISTINCT l FROM (SELECT unnest(labels) AS l FROM items "
+                   "WHERE workload = $name) ORDER BY l")
         else:
-            labels_sql = "NULL::VARCHAR[]"
-        _prepare_name(store, cur, path, name, replace)
-        params: dict[str, Any] = {"name": name}
-        if "$labels" in labels_sql:
-            params["labels"] = labels
-        cur.execute(
-            "INSERT INTO items (workload, item_id, input, messages, reference, labels, "
-            "difficulty, data_class, tags, metadata) "
-            f"SELECT $name, coalesce(id, {_row_id_sql(n)}), input, messages, reference, "
-            f"{labels_sql}, difficulty, data_class, tags, metadata FROM {table}",
-            params,
-        )
+            sql = ("SELECT DISTINCT trim(reference) AS l FROM items WHERE workload = $name "
+                   "AND trim(reference) <> '' ORDER BY l")
+        if mapping.labels or task == "classification":
+            labels = [r[0] for r in cur.execute(sql, {"name": name}).fetchall()]
         _finish(store, cur, name, task_type=task, source=f"{container}:{path.name}",
                 description=(f"Imported from {path.name} ({container}), {n} rows; "
                              f"task type {task} ({reason})."),
                 label_set=labels)
+
+
+def _diagnose_items(path: Path, container: str, delimiter: str, mapping: ColumnMapping,
+                    input_sql: str) -> ImportError_:
+    """Error path only: re-read the file with row numbers (in a scratch database) to name the
+    rows with an empty input or id, or a duplicate id."""
+    id_sql = _as_text(mapping.id) if mapping.id else "CAST(_row AS VARCHAR)"
+    reader = _reader_sql(path, container, delimiter)
+    with _scratch() as con:
+        con.execute(
+            f"CREATE TABLE d AS SELECT _row, {id_sql} AS id, {input_sql} AS input FROM "
+            f"(SELECT row_number() OVER () AS _row, * FROM {reader})"
+        )
+        try:
+            _check_present(con, "d", path, "input", mapping.input, "every item needs an input")
+            if mapping.id:
+                _check_present(con, "d", path, "id", mapping.id, "every item needs an id")
+                _check_unique(con, "d", path, "id", f"item id (column {mapping.id!r})")
+        except ImportError_ as exc:
+            return exc
+    return ImportError_(f"{path}: the items violate a store constraint; check ids and inputs")
 
 
 # -- recorded outcomes -----------------------------------------------------------------------
@@ -819,20 +851,22 @@ def _import_long(store: Store, path: Path, name: str, container: str, delimiter:
                      f"first({opt('input')} ORDER BY _row) FILTER "
                      f"(WHERE {opt('input')} IS NOT NULL) AS input, min(_row) AS _row "
                      f"FROM {table} GROUP BY 1)")
-        n_items = int(cur.execute(f"SELECT count(*) FROM {ref_table}").fetchone()[0])
-        cur.execute(f"CREATE TEMP TABLE {table}_items AS SELECT * FROM {ref_table}")
-        task, _reason = _infer_task(cur, f"{table}_items", n_items, "reference" in has, False,
-                                    task_type)
-        labels = _label_set(cur, f"{table}_items", False, "") if task == "classification" else []
         _prepare_name(store, cur, path, name, replace)
         cur.execute(
-            "INSERT INTO items (workload, item_id, input, reference, labels) "
-            f"SELECT $name, item_id, coalesce(input, ''), reference, "
-            f"{'$labels::VARCHAR[]' if labels else 'NULL::VARCHAR[]'} "
-            f"FROM {table}_items",
-            {"name": name, **({"labels": labels} if labels else {})},
+            "INSERT INTO items (workload, item_id, input, reference) "
+            f"SELECT $name, item_id, coalesce(input, ''), reference FROM {ref_table}",
+            {"name": name},
         )
-        cur.execute(f"DROP TABLE {table}_items")
+        n_items, distinct, numeric = cur.execute(
+            "SELECT count(*), count(DISTINCT trim(reference)), bool_and(TRY_CAST(trim(reference)"
+            " AS DOUBLE) IS NOT NULL) FROM items WHERE workload = $name", {"name": name},
+        ).fetchone()
+        task, _reason = _infer_task(int(n_items), int(distinct) if "reference" in has else None,
+                                    bool(numeric), False, task_type)
+        labels = [r[0] for r in cur.execute(
+            "SELECT DISTINCT trim(reference) AS l FROM items WHERE workload = $name "
+            "AND trim(reference) <> '' ORDER BY l", {"name": name}).fetchall()
+        ] if task == "classification" else []
 
         def tok(col: str) -> str:
             return f"CAST(round({_number_sql(col)}) AS INTEGER)"
