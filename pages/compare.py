@@ -42,7 +42,7 @@ if name:
         elif job.result is not None:
             summary = job.result
             st.success(
-                f"{summary.n_items} items x {len(summary.runs)} model(s): {summary.calls} calls, "
+                f"{summary.n_items} items x {len(summary.models)} model(s): {summary.calls} calls, "
                 f"{summary.cached} cached, {summary.errors} errors"
                 + (" (cancelled; finished rows kept, run again to resume)" if summary.cancelled
                    else "") + f", {summary.seconds:.1f} s"

@@ -154,3 +154,25 @@ def test_models_page_lists_bundled_model(home: Path) -> None:
     _no_exceptions(at)
     table = at.dataframe[0].value
     assert "gemma3-270m-q4km-local" in list(table["name"])
+
+
+@pytest.mark.slow
+def test_compare_page_runs_the_bundled_model(home: Path) -> None:
+    """Real llama.cpp inference from the page: 5 items, metrics table and side-by-side view."""
+    from workbench.workloads.samples import load_samples
+
+    load_samples(open_store(home), names=["support-triage"])
+    at = _app("pages/compare.py")
+    at.default_timeout = 300
+    at.run()
+    _no_exceptions(at)
+    assert at.multiselect(key="cmp_models").value == ["gemma3-270m-q4km-local"]
+    at.slider(key="cmp_limit").set_value(5).run()
+    at.button(key="cmp_run").click().run()
+    _no_exceptions(at)
+    assert any("5 items x 1 model(s): 5 calls, 0 cached" in s.value for s in at.success), \
+        [s.value for s in at.success] + [e.value for e in at.error]
+    outcomes = open_store(home).outcomes("support-triage")
+    assert outcomes.height == 5 and outcomes["confidence"].is_between(0, 1).all()
+    tables = [d.value for d in at.dataframe]
+    assert any("cost_per_success" in t.columns and t["n"].tolist() == [5] for t in tables)
