@@ -291,6 +291,9 @@ def test_wrong_delimiter(seeded: Store, tmp_path: Path) -> None:
     assert_fails(seeded, simple, "delimiter looks wrong", "'text' (input)",
                  mapping=ColumnMapping(id="id", input="text"))
     assert_fails(seeded, simple, "delimiter looks wrong")  # no mapping: cannot guess either
+    commas = write(tmp_path, "semi3.csv", "id;text\n1;hello, world\n2;x\n")  # ragged rows
+    assert_fails(seeded, commas, "delimiter looks wrong", "';'",
+                 mapping=ColumnMapping(id="id", input="text"))
     info = import_file(seeded, simple, "semi", delimiter=";")
     assert info.n_items == 2
 

@@ -242,16 +242,15 @@ def _read_error(path: Path, container: str, delimiter: str, exc: duckdb.Error) -
     """Turn a DuckDB read failure into a message naming the file, line and likely cause."""
     msg = str(exc)
     lowered = msg.lower()
-    if "utf-8" in lowered or "unicode" in lowered or "utf8" in lowered:
-        bad = _first_invalid_utf8(path)
-        if bad is not None:
-            offset, line, value = bad
-            where = f"line {line}" + (f" (row {line - 1})" if container == "csv" else "")
-            return ImportError_(
-                f"{path}: not UTF-8 text: byte 0x{value:02x} at byte offset {offset}, {where}; "
-                "save the file as UTF-8 and import again"
-            )
-        return ImportError_(f"{path}: not UTF-8 text ({msg.splitlines()[0]})")
+    # Error path only: a streaming scan names the exact byte, whatever DuckDB's wording.
+    bad = _first_invalid_utf8(path) if container != "parquet" else None
+    if bad is not None:
+        offset, line, value = bad
+        where = f"line {line}" + (f" (row {line - 1})" if container == "csv" else "")
+        return ImportError_(
+            f"{path}: not UTF-8 text: byte 0x{value:02x} at byte offset {offset}, {where}; "
+            "save the file as UTF-8 and import again"
+        )
     line = re.search(r"[Ll]ine:?\s*(\d+)", msg)
     where = f", line {line.group(1)}" if line else ""
     hint = _delimiter_hint(path, container, delimiter)
