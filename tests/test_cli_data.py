@@ -125,8 +125,13 @@ def test_samples_command(capsys: pytest.CaptureFixture[str], home: Path) -> None
     assert code == 0
     names = {w.name for w in open_store(home).workloads()}
     assert {"support-triage", "field-extraction", "arithmetic-qa"} <= names
+    created = {w.name: w.created for w in open_store(home).workloads()}
+    code, out, _ = run(capsys, "samples", "--home", str(home))  # --keep is the default
+    assert code == 0 and "kept existing" in out
+    assert {w.name: w.created for w in open_store(home).workloads()} == created
     code, out, _ = run(capsys, "samples", "--replace", "--home", str(home))
     assert code == 0 and "support-triage" in out
+    assert {w.name: w.created for w in open_store(home).workloads()} != created
 
 
 def test_console_script_loads_real_routerbench(tmp_path: Path) -> None:

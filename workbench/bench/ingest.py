@@ -28,7 +28,7 @@ MAPPING = ColumnMapping(id="id", input="text", reference="category",
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `workbench bench ingest`."""
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows in the generated CSV")
-    parser.add_argument("--baseline-rows", type=int, default=50_000,
+    parser.add_argument("--baseline-rows", type=int, default=20_000,
                         help="rows the naive baseline inserts (then scaled to --rows)")
 
 

@@ -32,11 +32,16 @@ def _table(infos: Sequence[WorkloadInfo]) -> str:
 
 
 def _samples(args: argparse.Namespace) -> int:
-    """Load the built-in synthetic sample workloads."""
-    from workbench.workloads.samples import load_samples
+    """Load the built-in synthetic sample workloads (--keep: only those not stored yet)."""
+    from workbench.workloads.samples import SAMPLE_NAMES, load_samples
 
     store = open_store(args.home)
-    load_samples(store, replace=args.replace)
+    names = [n for n in SAMPLE_NAMES if args.replace or not store.exists(n)]
+    kept = [n for n in SAMPLE_NAMES if n not in names]
+    if names:
+        load_samples(store, names, replace=args.replace)
+    print(f"loaded: {', '.join(names) or 'none'}"
+          + (f"; kept existing: {', '.join(kept)} (use --replace to regenerate)" if kept else ""))
     print(_table(store.workloads()))
     return 0
 
