@@ -1,0 +1,291 @@
+"""`workbench models ...`, `workbench run` and `workbench compare`: the model catalog, running
+workloads on models, and the per-model comparison table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from typing import Any, TextIO
+
+from workbench.cli import add_home
+from workbench.errors import WorkbenchError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add `models` (list/add/delete/quantize), `run` and `compare`."""
+    models = sub.add_parser("models", help="list, add, delete or re-quantize model configs")
+    add_home(models)
+    models.add_argument("--json", action="store_true", help="print a JSON list")
+    models.set_defaults(func=cmd_list)
+    msub = models.add_subparsers(dest="models_command", metavar="ACTION")
+
+    add = msub.add_parser("add", help="register a model config")
+    add_home(add)
+    add.add_argument("name")
+    add.add_argument("--kind", required=True, choices=("local-gguf", "litellm"))
+    add.add_argument("--model", required=True,
+                     help="LiteLLM model string (provider/model) or path of a GGUF file")
+    add.add_argument("--api-base", default=None, help="URL of an OpenAI-compatible server")
+    add.add_argument("--api-key-env", default=None,
+                     help="NAME of the environment variable holding the key (never the key)")
+    add.add_argument("--tag", action="append", default=[], help="tag (repeatable)")
+    add.add_argument("--input-price", type=float, default=None, help="USD per 1M input tokens")
+    add.add_argument("--output-price", type=float, default=None,
+                     help="USD per 1M output tokens")
+    add.add_argument("--hardware-usd-per-hour", type=float, default=None,
+                     help="local models: machine price per hour")
+    add.add_argument("--max-tokens", type=int, default=None)
+    add.add_argument("--temperature", type=float, default=None)
+    add.add_argument("--n-ctx", type=int, default=None)
+    add.add_argument("--threads", type=int, default=None)
+    add.add_argument("--timeout", type=float, default=None, help="seconds per hosted call")
+    add.set_defaults(func=cmd_add)
+
+    delete = msub.add_parser("delete", help="remove a model config (outcomes are kept)")
+    add_home(delete)
+    delete.add_argument("name")
+    delete.set_defaults(func=cmd_delete)
+
+    quant = msub.add_parser("quantize", help="re-quantize a local model into a new entry")
+    add_home(quant)
+    quant.add_argument("name")
+    quant.add_argument("--type", required=True, dest="qtype", help="e.g. Q3_K_M, Q2_K")
+    quant.add_argument("--as", dest="new_name", default=None, help="name of the new entry")
+    quant.set_defaults(func=cmd_quantize)
+
+    run = sub.add_parser("run", help="run a workload on one or more models (cached, resumable)")
+    add_home(run)
+    run.add_argument("--workload", required=True)
+    run.add_argument("--model", action="append", required=True, dest="models",
+                     help="catalog model name (repeatable)")
+    run.add_argument("--limit", type=int, default=None, help="only the first N items")
+    run.add_argument("--scorer", default=None, help="scorer name (default: per task type)")
+    run.add_argument("--json", action="store_true", help="print the run summary as JSON")
+    run.set_defaults(func=cmd_run)
+
+    compare = sub.add_parser("compare", help="per-model quality, cost and latency on a workload")
+    add_home(compare)
+    compare.add_argument("--workload", required=True)
+    compare.add_argument("--model", action="append", dest="models", default=None,
+                         help="only these models (repeatable; default all with outcomes)")
+    compare.add_argument("--json", action="store_true", help="print a JSON list")
+    compare.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    compare.set_defaults(func=cmd_compare)
+
+
+def _catalog(args: argparse.Namespace) -> Any:
+    from workbench.catalog import Catalog
+
+    catalog = Catalog(args.home)
+    catalog.ensure_defaults()
+    return catalog
+
+
+def _key_status(env_name: str | None) -> str:
+    """'set' / 'missing' / '-' for a key variable; the value itself is never shown."""
+    import os
+
+    if not env_name:
+        return "-"
+    return "set" if os.environ.get(env_name) else "missing"
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """Print the catalog as a table or JSON."""
+    catalog = _catalog(args)
+    configs = catalog.list_models()
+    if args.json:
+        rows = [{**c.as_dict(), "key_status": _key_status(c.api_key_env)} for c in configs]
+        print(json.dumps(rows, indent=2))
+        return 0
+    header = ("name", "kind", "model", "$in/1M", "$out/1M", "tags", "key")
+    table = [
+        (c.name, c.kind, _short(c.model), _price(c.input_price_per_m),
+         _price(c.output_price_per_m), ",".join(c.tags), _key_status(c.api_key_env))
+        for c in configs
+    ]
+    _print_table(header, table)
+    return 0
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    """Register a model from the command-line flags."""
+    from workbench.providers.base import ModelConfig
+
+    fields: dict[str, Any] = {
+        "name": args.name, "kind": args.kind, "model": args.model,
+        "api_base": args.api_base, "api_key_env": args.api_key_env, "tags": tuple(args.tag),
+        "input_price_per_m": args.input_price, "output_price_per_m": args.output_price,
+        "hardware_usd_per_hour": args.hardware_usd_per_hour,
+    }
+    optional = {"max_tokens": args.max_tokens, "temperature": args.temperature,
+                "n_ctx": args.n_ctx, "threads": args.threads, "timeout_s": args.timeout}
+    fields.update({k: v for k, v in optional.items() if v is not None})
+    config = _catalog(args).add(ModelConfig(**fields))
+    print(f"added model {config.name} ({config.kind}: {_short(config.model)}); prices "
+          f"in/out per 1M: {_price(config.input_price_per_m)}/"
+          f"{_price(config.output_price_per_m)}")
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    """Remove a model config."""
+    _catalog(args).delete(args.name)
+    print(f"deleted model {args.name}")
+    return 0
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    """Re-quantize a local model with llama.cpp and register the result as a new entry."""
+    try:
+        from workbench.providers.quantize import requantize
+    except ModuleNotFoundError as exc:
+        raise WorkbenchError(f"re-quantization is not available: {exc}") from None
+    catalog = _catalog(args)
+    source = catalog.get(args.name)
+    if source.kind != "local-gguf":
+        raise WorkbenchError(f"model {args.name!r} is {source.kind}; only local-gguf models can "
+                             "be re-quantized")
+    new_name = args.new_name or f"{args.name}-{args.qtype.lower()}"
+    if new_name in catalog.names():
+        raise WorkbenchError(f"a model named {new_name!r} already exists; pick --as NEW")
+    from pathlib import Path
+
+    from workbench import settings
+
+    out_dir = settings.home(args.home) / "models"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / f"{new_name}.gguf"
+    print(f"quantizing {_short(source.model)} to {args.qtype} ...", file=sys.stderr)
+    path = Path(requantize(source.model, target, args.qtype))
+    config = catalog.add(
+        type(source).from_dict({**source.as_dict(), "name": new_name, "model": str(path)})
+    )
+    size = path.stat().st_size / 1e6
+    print(f"added model {config.name} ({args.qtype}, {size:.1f} MB): {path}")
+    return 0
+
+
+class ProgressBar:
+    """A one-line text progress bar on stderr (redrawn in place on a terminal)."""
+
+    def __init__(self, stream: TextIO | None = None, width: int = 30) -> None:
+        self.stream = stream or sys.stderr
+        self.width = width
+        self.started = time.monotonic()
+        self.last = 0.0
+        self.tty = self.stream.isatty()
+
+    def __call__(self, done: int, total: int, model: str) -> None:
+        now = time.monotonic()
+        if not self.tty and done < total and now - self.last < 5:
+            return
+        self.last = now
+        frac = done / total if total else 1.0
+        filled = int(round(self.width * frac))
+        bar = "#" * filled + "-" * (self.width - filled)
+        line = f"[{bar}] {done}/{total} {model} {now - self.started:.0f}s"
+        self.stream.write(("\r" + line) if self.tty else line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        """End the bar's line."""
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the workload on the chosen models with a progress bar; prints a summary."""
+    from workbench.runner import run
+    from workbench.store import open_store
+
+    if args.limit is not None and args.limit <= 0:
+        raise WorkbenchError("--limit must be a positive number of items")
+    catalog = _catalog(args)
+    configs = [catalog.get(name) for name in args.models]
+    store = open_store(args.home)
+    bar = ProgressBar()
+    try:
+        summary = run(store, args.workload, configs, limit=args.limit, progress=bar,
+                      scorer=args.scorer)
+    finally:
+        bar.close()
+    if args.json:
+        print(json.dumps(summary.as_json(), indent=2))
+        return 0
+    _print_table(
+        ("model", "items", "cached", "run", "errors", "seconds"),
+        [(m.model, m.total, m.cached, m.completed, m.errors, f"{m.seconds:.1f}")
+         for m in summary.models],
+    )
+    print(f"workload {summary.workload}: {summary.calls} model calls, {summary.cached} cached, "
+          f"{summary.errors} errors, scorer {summary.scorer}")
+    return 0
+
+
+COMPARE_KEYS = ("quality", "quality_ci", "cost_per_request", "cost_per_success",
+                "latency_p50_ms", "latency_p95_ms", "error_rate", "n")
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Print per-model metrics for a workload (table or JSON)."""
+    from workbench.runner import model_metrics
+    from workbench.store import open_store
+
+    store = open_store(args.home)
+    metrics = model_metrics(store, args.workload, args.models, seed=args.seed)
+    if metrics.height == 0:
+        raise WorkbenchError(f"workload {args.workload!r} has no outcomes yet; run "
+                             "`workbench run --workload ... --model ...` first")
+    rows = metrics.to_dicts()
+    if args.json:
+        out = [{"model": r["model"], **{k: _json_num(r[k]) for k in COMPARE_KEYS},
+                "cost_per_1k": _json_num(r["cost_per_1k"]),
+                "latency_p99_ms": _json_num(r["latency_p99_ms"])} for r in rows]
+        print(json.dumps(out, indent=2))
+        return 0
+    _print_table(
+        ("model", "n", "quality", "95% CI", "$/request", "$/success", "p50 ms", "p95 ms",
+         "errors"),
+        [(r["model"], r["n"], f"{r['quality']:.3f}",
+          f"[{r['quality_lo']:.3f}, {r['quality_hi']:.3f}]", _money(r["cost_per_request"]),
+          _money(r["cost_per_success"]), f"{r['latency_p50_ms']:.0f}",
+          f"{r['latency_p95_ms']:.0f}", f"{r['error_rate']:.1%}") for r in rows],
+    )
+    return 0
+
+
+# -- formatting --------------------------------------------------------------------------------
+
+
+def _json_num(v: Any) -> Any:
+    if isinstance(v, list):
+        return [_json_num(x) for x in v]
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def _short(text: str, width: int = 48) -> str:
+    return text if len(text) <= width else "..." + text[-(width - 3):]
+
+
+def _price(v: float | None) -> str:
+    return "-" if v is None else f"{v:g}"
+
+
+def _money(v: float | None) -> str:
+    return "-" if v is None else f"${v:.6f}"
+
+
+def _print_table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+    cells = [tuple(str(c) for c in header)] + [tuple(str(c) for c in r) for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    for k, r in enumerate(cells):
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+        if k == 0:
+            print("  ".join("-" * w for w in widths))

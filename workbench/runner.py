@@ -1,0 +1,530 @@
+"""The runner: workload x models -> outcome rows (cached, resumable, cancellable), and metrics.
+
+`run` sends every item of a workload to every model and writes one outcome row per
+(item, model) in small batches as results arrive, so a cancel or a kill keeps finished rows.
+Each row carries a cache key (hash of the model config without secrets, the task type, the
+input, the labels and the prompt template/few-shot): a row with the same key and no error is
+not run again, so a re-run makes no model calls and an interrupted run resumes with only the
+missing items. Per-call failures become error rows, never exceptions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from workbench import scoring
+from workbench.errors import WorkbenchError
+from workbench.providers.base import (
+    ModelConfig,
+    Provider,
+    ProviderError,
+    Request,
+    Response,
+    UnknownModelError,
+    get_provider,
+    redact,
+)
+from workbench.store import Store, fetch_pl
+
+ProgressFn = Callable[[int, int, str], None]
+StopFn = Callable[[], bool]
+ProviderFactory = Callable[[ModelConfig], Provider]
+
+LABEL_TASKS = ("classification",)
+
+
+@dataclass(frozen=True)
+class ModelRun:
+    """What one model did in a run: items asked, served from cache, newly run, errors."""
+
+    model: str
+    total: int
+    cached: int
+    completed: int
+    errors: int
+    not_run: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """Immutable result of `run`: one ModelRun per model, and whether it was cancelled."""
+
+    workload: str
+    task_type: str
+    n_items: int
+    models: tuple[ModelRun, ...]
+    cancelled: bool
+    seconds: float
+    scorer: str = field(default="")
+
+    @property
+    def calls(self) -> int:
+        """Provider calls made (items newly run, including those that errored)."""
+        return sum(m.completed for m in self.models)
+
+    @property
+    def cached(self) -> int:
+        """Items served from cached outcome rows."""
+        return sum(m.cached for m in self.models)
+
+    @property
+    def errors(self) -> int:
+        """Newly written error rows."""
+        return sum(m.errors for m in self.models)
+
+    def as_json(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {
+            "workload": self.workload, "task_type": self.task_type, "n_items": self.n_items,
+            "cancelled": self.cancelled, "seconds": round(self.seconds, 3),
+            "scorer": self.scorer, "models": [m.__dict__ for m in self.models],
+        }
+
+
+# -- cache keys --------------------------------------------------------------------------------
+
+
+def _identity(config: ModelConfig, task_type: str) -> dict[str, Any]:
+    ident = dict(config.cache_identity())
+    for k in list(ident):
+        if "key" in k.lower() and k != "model":  # belt and braces: never hash secrets
+            ident.pop(k)
+    return {
+        "model": ident,
+        "task_type": task_type,
+        "template": config.templates.get(task_type),
+        "few_shot": [list(p) for p in config.few_shot.get(task_type, [])],
+    }
+
+
+def cache_keys(
+    config: ModelConfig,
+    task_type: str,
+    inputs: Sequence[str],
+    messages: Sequence[Any],
+    labels: Sequence[Sequence[str] | None],
+) -> list[str]:
+    """sha256 per item of (config identity without secrets, task type, template/few-shot,
+    input, messages, labels)."""
+    prefix = hashlib.sha256(
+        json.dumps(_identity(config, task_type), sort_keys=True, default=str).encode()
+    )
+    keys = []
+    for inp, msg, labs in zip(inputs, messages, labels, strict=True):
+        h = prefix.copy()
+        h.update(json.dumps([inp, msg, list(labs) if labs else None], default=str).encode())
+        keys.append(h.hexdigest())
+    return keys
+
+
+def cache_key(
+    config: ModelConfig,
+    task_type: str,
+    input: str,
+    labels: Sequence[str] | None = None,
+    messages: Any = None,
+) -> str:
+    """The cache key of one item (see `cache_keys`)."""
+    return cache_keys(config, task_type, [input], [messages], [labels])[0]
+
+
+# -- running -----------------------------------------------------------------------------------
+
+
+def _parse_messages(value: Any) -> list[dict] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    return value if isinstance(value, list) else None
+
+
+def _round_probs(probs: Mapping[str, float] | None) -> dict[str, float] | None:
+    if not probs:
+        return None
+    return {str(k): round(float(v), 5) for k, v in probs.items()}
+
+
+class _Writer:
+    """Buffers finished rows and writes them to the store in small, scored batches."""
+
+    def __init__(self, store: Store, workload: str, task_type: str, model: str,
+                 scorer: scoring.Scorer, label_set: Sequence[str] | None,
+                 batch_size: int, flush_s: float) -> None:
+        self.store, self.workload, self.task_type, self.model = store, workload, task_type, model
+        self.scorer, self.label_set = scorer, label_set
+        self.batch_size, self.flush_s = batch_size, flush_s
+        self.rows: list[dict[str, Any]] = []
+        self.refs: list[Any] = []
+        self.inputs: list[str] = []
+        self.last_flush = time.monotonic()
+        self.written = 0
+        self.errors = 0
+
+    def add(self, item_id: str, key: str, reference: Any, input_text: str, resp: Response) -> None:
+        signals = dict(resp.signals or {})
+        probs = _round_probs(resp.label_probs)
+        if probs:
+            signals["label_probs"] = probs
+        if resp.error:
+            signals["error_message"] = redact(resp.error_message or resp.error)
+            self.errors += 1
+        conf = resp.confidence
+        if conf is not None and not math.isfinite(conf):
+            conf = None
+        self.rows.append({
+            "item_id": item_id, "model": self.model,
+            "output": None if resp.error else resp.output,
+            "cost_usd": float(resp.cost_usd or 0.0), "latency_ms": float(resp.latency_ms or 0.0),
+            "prompt_tokens": int(resp.prompt_tokens or 0),
+            "completion_tokens": int(resp.completion_tokens or 0),
+            "error": resp.error, "confidence": None if conf is None else float(conf),
+            "signals": json.dumps(signals, default=str), "cache_key": key,
+        })
+        self.refs.append(reference)
+        self.inputs.append(input_text)
+        if (len(self.rows) >= self.batch_size
+                or time.monotonic() - self.last_flush >= self.flush_s):
+            self.flush()
+
+    def flush(self) -> None:
+        self.last_flush = time.monotonic()
+        if not self.rows:
+            return
+        outputs = [r["output"] for r in self.rows]
+        quality = score_outputs(self.task_type, outputs, self.refs, self.scorer,
+                                labels=self.label_set, inputs=self.inputs)
+        frame = pl.DataFrame(
+            self.rows,
+            schema={
+                "item_id": pl.String, "model": pl.String, "output": pl.String,
+                "cost_usd": pl.Float64, "latency_ms": pl.Float64, "prompt_tokens": pl.Int32,
+                "completion_tokens": pl.Int32, "error": pl.String, "confidence": pl.Float64,
+                "signals": pl.String, "cache_key": pl.String,
+            },
+        ).with_columns(pl.Series("quality", quality, dtype=pl.Float64))
+        self.written += self.store.write_outcomes(self.workload, frame)
+        self.rows, self.refs, self.inputs = [], [], []
+
+
+def score_outputs(
+    task_type: str,
+    outputs: Sequence[str | None],
+    references: Sequence[Any],
+    scorer: str | scoring.Scorer | None = None,
+    **options: Any,
+) -> np.ndarray:
+    """Quality per output; rows without a reference or output score 0."""
+    chosen = scoring.get_scorer(scorer or scoring.default_scorer(task_type))
+    q = chosen(list(outputs), [r if r is not None else "" for r in references], **options)
+    missing = np.array([r is None for r in references], dtype=bool)
+    return np.where(missing, 0.0, q)
+
+
+class _ModelJob:
+    """One model's share of a run: find cached items, run the rest, write rows in batches."""
+
+    def __init__(self, store: Store, workload: str, task_type: str, config: ModelConfig,
+                 scorer: scoring.Scorer, label_set: list[str] | None, ids: list[str],
+                 inputs: list[str], refs: list[Any], messages: list[Any],
+                 item_labels: list[tuple[str, ...] | None], batch_size: int,
+                 flush_s: float) -> None:
+        self.store, self.workload, self.task_type, self.config = store, workload, task_type, config
+        self.ids, self.inputs, self.refs = ids, inputs, refs
+        self.messages, self.item_labels = messages, item_labels
+        self.writer = _Writer(store, workload, task_type, config.name, scorer, label_set,
+                              batch_size, flush_s)
+        self.finished: set[int] = set()
+
+    def execute(self, provider_factory: ProviderFactory, stop: StopFn,
+                progress: ProgressFn | None, done: int, total: int) -> ModelRun:
+        t0 = time.monotonic()
+        n = len(self.ids)
+        keys = cache_keys(self.config, self.task_type, self.inputs, self.messages,
+                          self.item_labels)
+        cached_mask = _cached(self.store, self.workload, self.config.name, self.ids, keys)
+        pending = [i for i in range(n) if not cached_mask[i]]
+        done += n - len(pending)
+        if progress:
+            progress(done, total, self.config.name)
+
+        def finish(j: int, resp: Response) -> None:
+            nonlocal done
+            if j in self.finished:
+                return
+            i = pending[j]
+            self.writer.add(self.ids[i], keys[i], self.refs[i], self.inputs[i], resp)
+            self.finished.add(j)
+            done += 1
+            if progress:
+                progress(done, total, self.config.name)
+
+        if pending:
+            requests = [
+                Request(item_id=self.ids[i], task_type=self.task_type, input=self.inputs[i],
+                        labels=self.item_labels[i], messages=self.messages[i])
+                for i in pending
+            ]
+            try:
+                provider = provider_factory(self.config)
+                provider.complete_many(requests, on_result=finish, should_stop=stop)
+            except UnknownModelError:
+                self.writer.flush()
+                raise
+            except Exception as exc:  # noqa: BLE001 - per-model failures become error rows
+                if isinstance(exc, WorkbenchError) and not isinstance(exc, ProviderError):
+                    self.writer.flush()
+                    raise
+                # The model failed as a whole (server gone, load failure): every request
+                # without a result becomes an error row so the run ends and can be resumed.
+                failure = Response.failure(exc)
+                for j in range(len(pending)):
+                    finish(j, failure)
+            self.writer.flush()
+        return ModelRun(self.config.name, n, n - len(pending), len(self.finished),
+                        self.writer.errors, len(pending) - len(self.finished),
+                        time.monotonic() - t0)
+
+
+def run(
+    store: Store,
+    workload: str,
+    configs: Sequence[ModelConfig],
+    *,
+    limit: int | None = None,
+    progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
+    scorer: str | scoring.Scorer | None = None,
+    provider_factory: ProviderFactory = get_provider,
+    batch_size: int = 8,
+    flush_s: float = 2.0,
+) -> RunSummary:
+    """Run every item of `workload` (the first `limit` by item id) on every model; write
+    outcome rows as results arrive. Cached rows are skipped; `should_stop()` is polled between
+    items; `progress(done, total, model)` counts cached and finished items over all models.
+    An unknown model raises UnknownModelError before any row of it is written."""
+    if not configs:
+        raise WorkbenchError("choose at least one model to run")
+    names = [c.name for c in configs]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise WorkbenchError(f"model(s) listed twice: {', '.join(dupes)}")
+    started = time.monotonic()
+    info = store.workload(workload)
+    task_type = info.task_type
+    chosen = scoring.get_scorer(scorer or scoring.default_scorer(task_type))
+    items = store.items(workload, limit=limit)
+    label_set = list(info.label_set) or None
+    ids = items["item_id"].to_list()
+    inputs = items["input"].to_list()
+    refs = items["reference"].to_list()
+    messages = [_parse_messages(m) for m in items["messages"].to_list()]
+    item_labels: list[tuple[str, ...] | None] = [
+        tuple(x) if x else (tuple(label_set) if label_set else None)
+        for x in items["labels"].to_list()
+    ]
+    if task_type not in LABEL_TASKS:
+        item_labels = [None] * len(ids)
+    n = len(ids)
+    total = n * len(configs)
+    done = 0
+    stop = should_stop or (lambda: False)
+    runs: list[ModelRun] = []
+    cancelled = False
+
+    for config in configs:
+        if cancelled or stop():
+            cancelled = True
+            runs.append(ModelRun(config.name, n, 0, 0, 0, n, 0.0))
+            continue
+        job = _ModelJob(store, workload, task_type, config, chosen, label_set, ids, inputs,
+                        refs, messages, item_labels, batch_size, flush_s)
+        model_run = job.execute(provider_factory, stop, progress, done, total)
+        done += model_run.cached + model_run.completed
+        cancelled = model_run.not_run > 0
+        runs.append(model_run)
+
+    return RunSummary(workload, task_type, n, tuple(runs), cancelled,
+                      time.monotonic() - started, chosen.name)
+
+
+def _cached(store: Store, workload: str, model: str, ids: Sequence[str],
+            keys: Sequence[str]) -> np.ndarray:
+    """Mask of items whose stored outcome for `model` has the same key and no error."""
+    have = fetch_pl(
+        store.cursor(),
+        "SELECT item_id, cache_key FROM outcomes WHERE workload = ? AND model = ? "
+        "AND error IS NULL AND cache_key IS NOT NULL",
+        [workload, model],
+    )
+    want = pl.DataFrame({"item_id": list(ids), "cache_key": list(keys)},
+                        schema={"item_id": pl.String, "cache_key": pl.String})
+    hit = want.join(have.with_columns(pl.lit(True).alias("hit")), on=["item_id", "cache_key"],
+                    how="left", maintain_order="left")
+    return hit["hit"].fill_null(False).to_numpy()
+
+
+# -- metrics -----------------------------------------------------------------------------------
+
+
+def bootstrap_mean_ci(
+    values: np.ndarray, n_boot: int = 1000, seed: int | None = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean (vectorized resampling, chunked to bound memory)."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 0:
+        return (math.nan, math.nan)
+    if v.size == 1 or np.all(v == v[0]):
+        return (float(v[0]), float(v[0]))
+    rng = np.random.default_rng(seed)
+    chunk = max(1, 4_000_000 // v.size)
+    means = np.empty(n_boot)
+    for start in range(0, n_boot, chunk):
+        stop = min(n_boot, start + chunk)
+        idx = rng.integers(0, v.size, size=(stop - start, v.size))
+        means[start:stop] = v[idx].mean(axis=1)
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(means, [alpha, 1 - alpha])
+    return (float(lo), float(hi))
+
+
+def _bootstrap() -> Callable[..., tuple[float, float]]:
+    """The replay module's bootstrap when present (one implementation), else ours."""
+    try:
+        from workbench import metrics  # type: ignore[attr-defined]
+    except ImportError:
+        return bootstrap_mean_ci
+    fn = getattr(metrics, "bootstrap_mean_ci", None)
+    return fn if callable(fn) else bootstrap_mean_ci
+
+
+METRIC_COLUMNS = (
+    "model", "n", "quality", "quality_lo", "quality_hi", "cost_per_request", "cost_per_1k",
+    "cost_per_success", "total_cost_usd", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms",
+    "mean_prompt_tokens", "mean_completion_tokens", "error_rate", "mean_confidence",
+)
+
+
+def model_metrics(
+    store: Store,
+    workload: str,
+    models: Sequence[str] | None = None,
+    *,
+    n_boot: int = 1000,
+    seed: int | None = 0,
+    success_threshold: float = 0.5,
+) -> pl.DataFrame:
+    """Per model: mean quality with a 95% bootstrap CI (`quality_ci` = [lo, hi]), cost per
+    request / per 1k / per successful task (quality >= threshold), latency p50/p95/p99, mean
+    tokens, error rate and n. Errors count as quality 0."""
+    out = store.outcomes(workload, models)
+    if out.height == 0:
+        return pl.DataFrame(schema={c: pl.Float64 for c in METRIC_COLUMNS} | {
+            "model": pl.String, "n": pl.Int64, "quality_ci": pl.List(pl.Float64)})
+    out = out.with_columns(pl.col("quality").fill_null(0.0), pl.col("cost_usd").fill_null(0.0))
+    agg = (
+        out.group_by("model", maintain_order=True)
+        .agg(
+            pl.len().alias("n"),
+            pl.col("quality").mean().alias("quality"),
+            pl.col("cost_usd").mean().alias("cost_per_request"),
+            pl.col("cost_usd").sum().alias("total_cost_usd"),
+            (pl.col("quality") >= success_threshold).sum().alias("_successes"),
+            pl.col("latency_ms").quantile(0.50, "linear").alias("latency_p50_ms"),
+            pl.col("latency_ms").quantile(0.95, "linear").alias("latency_p95_ms"),
+            pl.col("latency_ms").quantile(0.99, "linear").alias("latency_p99_ms"),
+            pl.col("prompt_tokens").mean().alias("mean_prompt_tokens"),
+            pl.col("completion_tokens").mean().alias("mean_completion_tokens"),
+            pl.col("error").is_not_null().mean().alias("error_rate"),
+            pl.col("confidence").mean().alias("mean_confidence"),
+        )
+        .with_columns(
+            (pl.col("cost_per_request") * 1000).alias("cost_per_1k"),
+            pl.when(pl.col("_successes") > 0)
+            .then(pl.col("total_cost_usd") / pl.col("_successes"))
+            .otherwise(None)
+            .alias("cost_per_success"),
+            pl.col("n").cast(pl.Int64),
+        )
+        .sort("model")
+    )
+    boot = _bootstrap()
+    cis = {
+        m: boot(g["quality"].to_numpy(), n_boot=n_boot, seed=seed)
+        for (m,), g in out.group_by("model")
+    }
+    if models:
+        order = {m: i for i, m in enumerate(models)}
+        agg = agg.sort(pl.col("model").replace_strict(order, default=len(order)))
+    agg = agg.with_columns(
+        pl.Series("quality_lo", [cis[m][0] for m in agg["model"]], dtype=pl.Float64),
+        pl.Series("quality_hi", [cis[m][1] for m in agg["model"]], dtype=pl.Float64),
+    ).with_columns(pl.concat_list("quality_lo", "quality_hi").alias("quality_ci"))
+    return agg.select(*METRIC_COLUMNS, "quality_ci")
+
+
+def side_by_side(
+    store: Store,
+    workload: str,
+    models: Sequence[str],
+    *,
+    success_threshold: float = 0.5,
+) -> pl.DataFrame:
+    """Item-by-item outputs for the Compare page: item_id, input, reference, then per model
+    `<model>:output`, `<model>:quality`, `<model>:error`, and flags `models_disagree`
+    (normalized outputs differ), `cheap_wrong` (the cheapest model's quality is below the
+    threshold) and `has_error`."""
+    if not models:
+        raise WorkbenchError("choose at least one model to compare")
+    items = store.items(workload).select("item_id", "input", "reference")
+    out = store.outcomes(workload, models)
+    missing = [m for m in models if m not in set(out["model"].unique().to_list())]
+    if missing:
+        raise WorkbenchError(
+            f"no outcomes for model(s) {', '.join(missing)} on workload {workload!r}; run them "
+            "first"
+        )
+    frame = items
+    for m in models:
+        sub = out.filter(pl.col("model") == m).select(
+            "item_id",
+            pl.col("output").alias(f"{m}:output"),
+            pl.col("quality").alias(f"{m}:quality"),
+            pl.col("error").alias(f"{m}:error"),
+        )
+        frame = frame.join(sub, on="item_id", how="left")
+    frame = frame.filter(
+        pl.any_horizontal([pl.col(f"{m}:output").is_not_null() | pl.col(f"{m}:error").is_not_null()
+                           for m in models])
+    )
+    flags = (
+        out.with_columns(scoring.normalize_expr(pl.col("output")).alias("_norm"))
+        .group_by("item_id")
+        .agg(
+            (pl.col("_norm").drop_nulls().n_unique() > 1).alias("models_disagree"),
+            pl.col("error").is_not_null().any().alias("has_error"),
+        )
+    )
+    costs = out.group_by("model").agg(pl.col("cost_usd").fill_null(0).mean().alias("c"))
+    order = {m: i for i, m in enumerate(models)}
+    cheapest = costs.with_columns(pl.col("model").replace_strict(order).alias("o")).sort(
+        ["c", "o"])["model"][0]
+    frame = frame.join(flags, on="item_id", how="left").with_columns(
+        (pl.col(f"{cheapest}:quality").fill_null(0.0) < success_threshold).alias("cheap_wrong"),
+        pl.col("models_disagree").fill_null(False),
+        pl.col("has_error").fill_null(False),
+    )
+    return frame.sort("item_id")
