@@ -29,9 +29,10 @@ def bootstrap_mean_ci(
 ) -> tuple[float, float]:
     """Percentile bootstrap CI of the mean of `values` (NaN ignored).
 
-    Few distinct values (e.g. 0/1 quality): exact resampling as one multinomial draw per
-    replicate over the distinct values. Otherwise index resampling while n x n_boot stays small,
-    and the normal approximation (mean +- z * sd / sqrt(n)) beyond that.
+    0/1 values: exact resampling (a replicate's mean is Binomial(n, mean) / n). Otherwise, while
+    n x n_boot stays small: a multinomial draw over the distinct values (few of them) or index
+    resampling; beyond that the normal approximation (mean +- z sd / sqrt(n)), which for such n
+    differs from the bootstrap by less than the bootstrap's own Monte Carlo noise.
     """
     x = np.asarray(values, dtype=np.float64)
     x = x[~np.isnan(x)]
@@ -42,15 +43,18 @@ def bootstrap_mean_ci(
         return (float(x[0]), float(x[0]))
     rng = np.random.default_rng(seed)
     alpha = (1.0 - level) / 2.0
-    uniq, counts = np.unique(x, return_counts=True)
-    if uniq.size <= MAX_EXACT_UNIQUE:
-        draws = rng.multinomial(n, counts / n, size=n_boot)
-        means = draws @ uniq / n
+    binary = bool(np.all((x == 0.0) | (x == 1.0)))
+    if binary:  # exact: a replicate's mean is Binomial(n, p) / n
+        means = rng.binomial(n, float(x.mean()), size=n_boot) / n
     elif n * n_boot <= MAX_BOOT_CELLS:
-        means = x[rng.integers(0, n, size=(n_boot, n))].mean(axis=1)
+        uniq, counts = np.unique(x, return_counts=True)
+        if uniq.size <= MAX_EXACT_UNIQUE:
+            means = rng.multinomial(n, counts / n, size=n_boot) @ uniq / n
+        else:
+            means = x[rng.integers(0, n, size=(n_boot, n))].mean(axis=1)
     else:
         z = _normal_quantile(1.0 - alpha)
-        half = z * x.std(ddof=1) / math.sqrt(n)
+        half = z * float(x.std(ddof=1)) / math.sqrt(n)
         m = float(x.mean())
         return (m - half, m + half)
     lo, hi = np.quantile(means, [alpha, 1.0 - alpha])

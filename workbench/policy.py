@@ -175,8 +175,8 @@ class LearnedRouterSpec(_Strict):
     word_ngrams: int = Field(default=2, ge=1, le=3)
     char_ngrams: tuple[int, ...] = (3, 4)
     l2: NonNegative = 1e-3
-    epochs: int = Field(default=150, ge=1, le=10_000)
-    learning_rate: float = Field(default=0.5, gt=0)
+    epochs: int = Field(default=60, ge=1, le=10_000)
+    learning_rate: float = Field(default=1.0, gt=0, description="multiple of the 1/L step")
     k: int = Field(default=25, ge=1)
     folds: int = Field(default=5, ge=2, description="cross-fitting folds when none is given")
     seed: int = 0

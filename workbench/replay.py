@@ -144,6 +144,21 @@ class Workload:
                 self.memo[key] = value
             return value
 
+    def col_of(self, what: str, model: str) -> np.ndarray:
+        """One model's column of a matrix ('quality', 'cost', 'latency', 'confidence',
+        'error', 'has') as a contiguous read-only vector (cached)."""
+
+        def compute() -> np.ndarray:
+            col = np.ascontiguousarray(getattr(self, what)[:, self.col[model]])
+            col.setflags(write=False)
+            return col
+
+        return self.cached(("col", what, model), compute)
+
+    def has_col(self, model: str) -> np.ndarray:
+        """Whether each item has an outcome for `model`."""
+        return self.col_of("has", model)
+
     # -- item-level masks (cached) --------------------------------------------------------
     def texts(self) -> pl.Series:
         return self.cached("texts", lambda: self.items["input"].cast(pl.String).fill_null(""))
@@ -279,13 +294,18 @@ def clear_cache() -> None:
 # -- result ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ReplayResult:
-    """Outcome of replaying a policy: per-item decision trace, metrics, baselines (lazy)."""
+    """Outcome of replaying a policy: metrics now; decision trace and baselines on first use."""
 
     policy: Policy
-    trace: pl.DataFrame
     metrics: Metrics
     _workload: Workload = field(repr=False, compare=False)
+    _arrays: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
     _context: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    @functools.cached_property
+    def trace(self) -> pl.DataFrame:
+        """Per-item decisions: TRACE_COLUMNS (models_tried as 'a>b>fallback:c')."""
+        return _build_trace(self.policy, self._workload, self._arrays)
 
     @functools.cached_property
     def baselines(self) -> dict[str, Metrics]:
@@ -306,39 +326,148 @@ class ReplayResult:
 
 # -- the cascade kernel ------------------------------------------------------------------
 def _cascade(
-    avail: np.ndarray,
-    ok: np.ndarray,
-    err: np.ndarray,
-    cost: np.ndarray,
+    avail: list[np.ndarray],
+    ok: list[np.ndarray],
+    err: list[np.ndarray],
+    cost: list[np.ndarray],
     cap: float | None,
     fb_ok: np.ndarray | None,
     fb_cost: np.ndarray | None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Vectorized cascade: returns (attempted (n,K), answering tier (-1 none), fallback used,
-    refused for budget)."""
-    n, k = avail.shape
-    spent = np.cumsum(np.where(avail, cost, 0.0), axis=1)
-    eff = avail & (spent <= cap) if cap is not None else avail
-    any_eff = eff.any(axis=1)
-    last_eff = k - 1 - np.argmax(eff[:, ::-1], axis=1)
-    tiers = np.arange(k)
-    if fb_ok is not None and fb_cost is not None:
-        fb_usable = np.broadcast_to(fb_ok[:, None], (n, k))
-        if cap is not None:
-            fb_usable = fb_usable & (spent + fb_cost[:, None] <= cap)
-    else:
-        fb_usable = np.zeros((n, k), dtype=bool)
-    stop = eff & (ok | (err & fb_usable) | (tiers[None, :] == last_eff[:, None]))
-    first = np.where(any_eff, np.argmax(stop, axis=1), -1)
-    attempted = eff & (tiers[None, :] <= first[:, None])
-    rows = np.arange(n)
-    safe = np.maximum(first, 0)
-    use_fb = any_eff & err[rows, safe] & fb_usable[rows, safe]
-    budget_refused = ~any_eff & avail.any(axis=1)
+) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+    """Vectorized cascade, one pass per tier over item vectors: returns (attempted per tier,
+    answering tier (-1 none), fallback used, refused for budget)."""
+    k = len(avail)
+    n = avail[0].size
+    spent = np.zeros(n)
+    eff: list[np.ndarray] = []
+    fb_usable: list[np.ndarray | None] = []
+    last = np.full(n, -1, dtype=np.int8)
+    for t in range(k):
+        spent = spent + np.where(avail[t], cost[t], 0.0) if cap is not None else spent
+        e = avail[t] & (spent <= cap) if cap is not None else avail[t]
+        eff.append(e)
+        last[e] = t
+        if fb_ok is None or fb_cost is None:
+            fb_usable.append(None)
+        elif cap is None:
+            fb_usable.append(fb_ok)
+        else:
+            fb_usable.append(fb_ok & (spent + fb_cost <= cap))
+    stopped = np.zeros(n, dtype=bool)
+    first = np.full(n, -1, dtype=np.int8)
+    use_fb = np.zeros(n, dtype=bool)
+    attempted: list[np.ndarray] = []
+    for t in range(k):
+        cand = eff[t] & ~stopped
+        attempted.append(cand)
+        fbu = fb_usable[t]
+        to_fb = err[t] & fbu if fbu is not None else None
+        stop_reason = ok[t] | (last == t)
+        if to_fb is not None:
+            stop_reason |= to_fb
+            use_fb |= cand & to_fb
+        stop = cand & stop_reason
+        first[stop] = t
+        stopped |= stop
+    any_avail = avail[0].copy()
+    for t in range(1, k):
+        any_avail |= avail[t]
+    budget_refused = (last < 0) & any_avail
     return attempted, first, use_fb, budget_refused
 
 
-# -- replay ------------------------------------------------------------------------------
+def _keep_lowest(key: np.ndarray, limit: int) -> np.ndarray:
+    """Mask of the `limit` smallest keys, ties broken by position (O(n), no full sort)."""
+    keep = np.zeros(key.size, dtype=bool)
+    if limit <= 0:
+        return keep
+    if limit >= key.size:
+        keep[:] = True
+        return keep
+    thr = np.partition(key, limit - 1)[limit - 1]
+    keep = key < thr
+    need = limit - int(keep.sum())
+    keep[np.flatnonzero(key == thr)[:need]] = True
+    return keep
+
+
+@dataclass(frozen=True)
+class _Gate:
+    """Governance and refusal outcome per item (cached per policy gate configuration)."""
+
+    allowed: list[np.ndarray]  # per used model
+    class_bits: np.ndarray
+    reason: np.ndarray
+    active: np.ndarray
+
+
+def _gate(policy: Policy, wl: Workload) -> _Gate:
+    used = policy.used_models
+    key = ("gate", policy.governance.model_dump_json(), policy.refusal.model_dump_json(),
+           used, len(policy.tiers))
+
+    def compute() -> _Gate:
+        n, k = wl.n, len(policy.tiers)
+        allowed = [np.ones(n, dtype=bool) for _ in used]
+        class_bits = np.zeros(n, dtype=np.int64)
+        for r, rule in enumerate(policy.governance.rules):
+            det = _rule_mask(wl, rule)
+            ok_models = policy.allowed_for(rule)
+            for j, m in enumerate(used):
+                if m not in ok_models:
+                    allowed[j] = allowed[j] & ~det
+            class_bits |= det.astype(np.int64) << r
+        any_tier = np.zeros(n, dtype=bool)
+        for t in range(k):
+            any_tier |= allowed[t]
+        reason = np.zeros(n, dtype=np.int8)
+        reason[~any_tier] = _GOV
+        deny = np.zeros(n, dtype=bool)
+        for pattern in policy.refusal.deny_patterns:
+            deny |= wl.pattern(pattern)
+        reason[(reason == 0) & deny] = _DENY
+        if policy.refusal.max_input_tokens is not None:
+            tokens = np.ceil(wl.chars() / policy.refusal.chars_per_token)
+            reason[(reason == 0) & (tokens > policy.refusal.max_input_tokens)] = _TOKENS
+        active = reason == 0
+        missing = [allowed[j] & active & ~wl.has_col(m) for j, m in enumerate(used)]
+        if any(mm.any() for mm in missing):
+            raise _missing_error(wl, used, np.column_stack(missing))
+        for a in (*allowed, class_bits, reason, active):
+            a.setflags(write=False)
+        return _Gate(allowed, class_bits, reason, active)
+
+    return wl.cached(key, compute)
+
+
+def _tier_confidence(policy: Policy, wl: Workload, t: int,
+                     preds: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
+    """(confidence, no-error-and-verifier-pass) of tier t (cached; thresholds not involved)."""
+    tier = policy.tiers[t]
+    use_router = preds is not None and tier.confidence in ("auto", "router")
+    key = ("conf", tier.model, tier.confidence, tier.verifier, tier.labels,
+           id(preds[0]) if use_router and preds is not None else None, t if use_router else -1)
+
+    def compute() -> tuple[np.ndarray, np.ndarray]:
+        ver = wl.verifier(tier.model, tier.verifier, tier.labels)
+        recorded = wl.col_of("confidence", tier.model)
+        if tier.confidence == "recorded":
+            c = recorded
+        elif tier.confidence == "verifier":
+            c = ver.astype(np.float64)
+        elif tier.confidence == "router":
+            assert preds is not None
+            c = np.ascontiguousarray(preds[0][:, t])
+        else:
+            fill = (np.ascontiguousarray(preds[0][:, t]) if preds is not None
+                    else ver.astype(np.float64))
+            c = np.where(np.isnan(recorded), fill, recorded)
+        passing = ~wl.col_of("error", tier.model) & ver
+        return c, passing
+
+    return wl.cached(key, compute)
+
+
 def replay(
     policy: Policy,
     items: pl.DataFrame,
@@ -352,7 +481,8 @@ def replay(
 
     `router`: a fitted `LearnedRouter` or a predictions frame (item_id + one column per model)
     for policies with a learned router; when None, out-of-fold predictions are cross-fitted on
-    these items so no item is scored by a router trained on it.
+    these items so no item is scored by a router trained on it. The decision trace is built
+    on first access of `.trace`; metrics are computed from arrays straight away.
     """
     wl = prepare(items, outcomes)
     n = wl.n
@@ -365,111 +495,75 @@ def replay(
             f"no recorded outcomes at all for model(s) {', '.join(missing_models)} used by the "
             f"policy; models with outcomes: {', '.join(wl.models) or 'none'}"
         )
-    ucols = [wl.col[m] for m in used]
-    tcols = ucols[:k]
-
-    # 1. governance
-    allowed = np.ones((n, len(used)), dtype=bool)
-    class_bits = np.zeros(n, dtype=np.int64)
-    for r, rule in enumerate(policy.governance.rules):
-        det = _rule_mask(wl, rule)
-        ok_models = policy.allowed_for(rule)
-        for j, m in enumerate(used):
-            if m not in ok_models:
-                allowed[:, j] &= ~det
-        class_bits |= det.astype(np.int64) << r
-    tier_allowed = allowed[:, :k]
-    reason = np.zeros(n, dtype=np.int8)
-    reason[~tier_allowed.any(axis=1)] = _GOV
-    # 2. refusal
-    deny = np.zeros(n, dtype=bool)
-    for pattern in policy.refusal.deny_patterns:
-        deny |= wl.pattern(pattern)
-    reason[(reason == 0) & deny] = _DENY
-    if policy.refusal.max_input_tokens is not None:
-        tokens = np.ceil(wl.chars() / policy.refusal.chars_per_token)
-        reason[(reason == 0) & (tokens > policy.refusal.max_input_tokens)] = _TOKENS
-    active = reason == 0
-
-    # missing outcomes where the policy may call a model
-    need = allowed & active[:, None] & ~wl.has[:, ucols]
-    if need.any():
-        raise _missing_error(wl, used, need)
-
-    # tier matrices
-    err = wl.error[:, tcols]
-    cost = wl.cost[:, tcols]
+    gate = _gate(policy, wl)
+    reason = gate.reason.copy()
     preds = _predictions(policy, wl, router, seed) if policy.uses_router() else None
-    conf = np.empty((n, k))
-    ok = np.empty((n, k), dtype=bool)
+    conf: list[np.ndarray] = []
+    ok: list[np.ndarray] = []
     for t, tier in enumerate(tiers):
-        ver = wl.verifier(tier.model, tier.verifier, tier.labels)
-        recorded = wl.confidence[:, tcols[t]]
-        if tier.confidence == "recorded":
-            c = recorded
-        elif tier.confidence == "verifier":
-            c = ver.astype(np.float64)
-        elif tier.confidence == "router":
-            c = preds[0][:, t]  # type: ignore[index]
-        else:
-            fill = preds[0][:, t] if preds is not None else ver.astype(np.float64)
-            c = np.where(np.isnan(recorded), fill, recorded)
-        conf[:, t] = c
-        ok[:, t] = ~err[:, t] & ver & (c >= tier.accept_above)
+        c, passing = _tier_confidence(policy, wl, t, preds)
+        conf.append(c)
+        ok.append(passing & (c >= tier.accept_above))
+    err = [wl.col_of("error", m) for m in policy.tier_models]
+    cost = [wl.col_of("cost", m) for m in policy.tier_models]
 
-    # 3. pre-routing
-    start = np.zeros(n, dtype=np.int64)
-    prekey = np.zeros(n)
+    # pre-routing: entry tier per item
+    start: np.ndarray | None = None
+    prekey: np.ndarray | None = None
     pre = policy.preroute
     if isinstance(pre, RulesPreroute):
         score = rules_score(wl, pre)
-        start[score < pre.preroute_below] = k - 1
+        start = np.where(score < pre.preroute_below, k - 1, 0)
         prekey = score
     elif isinstance(pre, LearnedPreroute):
         assert preds is not None
         p, mean_cost = preds
         value = p - pre.cost_weight * mean_cost[None, :]
-        value = np.where(tier_allowed, value, -np.inf)
+        value = np.where(np.column_stack(gate.allowed[:k]), value, -np.inf)
         start = np.argmax(value, axis=1)
         prekey = p[:, 0]
-    tiers_idx = np.arange(k)
-    avail = tier_allowed & (tiers_idx[None, :] >= start[:, None])
-    none_after = ~avail.any(axis=1)
-    avail[none_after] = tier_allowed[none_after]
-    avail &= active[:, None]
+    if start is None:
+        avail = [gate.allowed[t] & gate.active for t in range(k)]
+    else:
+        avail = [gate.allowed[t] & (start <= t) for t in range(k)]
+        none_after = ~np.logical_or.reduce(avail) if k > 1 else ~avail[0]
+        avail = [(a | (none_after & gate.allowed[t])) & gate.active
+                 for t, a in enumerate(avail)]
 
-    # 4-6. cascade with fallback and cost cap
     cap = policy.budgets.max_cost_per_request
     fb_ok = fb_cost = None
     if policy.fallback is not None:
-        fj = used.index(policy.fallback)
-        fb_ok = allowed[:, fj]
-        fb_cost = wl.cost[:, ucols[fj]]
+        fb_ok = gate.allowed[used.index(policy.fallback)]
+        fb_cost = wl.col_of("cost", policy.fallback)
     attempted, first, use_fb, budget_refused = _cascade(avail, ok, err, cost, cap, fb_ok, fb_cost)
     reason[budget_refused] = _BUDGET
 
     share = policy.budgets.max_strong_share
     if k >= 2 and share is not None:
-        reach = attempted[:, k - 1]
+        reach = attempted[k - 1]
         limit = int(math.floor(share * n + 1e-9))
-        if int(reach.sum()) > limit:
-            key = np.where(attempted[:, 0], conf[:, 0], prekey)
-            key = np.nan_to_num(key, nan=0.0)
+        if int(np.count_nonzero(reach)) > limit:
+            fallback_key = prekey if prekey is not None else np.zeros(n)
             cand = np.flatnonzero(reach)
-            order = cand[np.lexsort((cand, key[cand]))]
-            capped = order[limit:]
-            avail2 = tier_allowed[capped] & (tiers_idx[None, :] < k - 1)
+            key = np.where(attempted[0][cand], conf[0][cand], fallback_key[cand])
+            key = np.nan_to_num(key, nan=0.0)
+            capped = cand[~_keep_lowest(key, limit)]
+            avail2 = [gate.allowed[t][capped] for t in range(k - 1)] + [np.zeros(capped.size,
+                                                                               dtype=bool)]
             sub = _cascade(
-                avail2, ok[capped], err[capped], cost[capped], cap,
+                avail2, [o[capped] for o in ok], [e[capped] for e in err],
+                [c[capped] for c in cost], cap,
                 None if fb_ok is None else fb_ok[capped],
                 None if fb_cost is None else fb_cost[capped],
             )
-            attempted[capped], first[capped], use_fb[capped] = sub[0], sub[1], sub[2]
-            reason[capped[~avail2.any(axis=1)]] = _STRONG
+            for t in range(k):
+                attempted[t][capped] = sub[0][t]
+            first[capped], use_fb[capped] = sub[1], sub[2]
+            reason[capped[~np.logical_or.reduce(avail2)]] = _STRONG
             reason[capped[sub[3]]] = _BUDGET
 
-    return _assemble(policy, wl, used, ucols, tcols, reason, class_bits, attempted, first,
-                     use_fb, seed, n_boot)
+    return _assemble(policy, wl, used, reason, gate.class_bits, attempted, first, use_fb,
+                     seed, n_boot)
 
 
 def _rule_mask(wl: Workload, rule: Any) -> np.ndarray:
@@ -484,7 +578,13 @@ def _rule_mask(wl: Workload, rule: Any) -> np.ndarray:
 
 
 def rules_score(wl: Workload, pre: RulesPreroute) -> np.ndarray:
-    """Rule score in [0,1] that the cheap tier will do (see RulesPreroute)."""
+    """Rule score in [0,1] that the cheap tier will do (see RulesPreroute); cached per rule
+    set (the preroute_below threshold does not enter)."""
+    key = ("score", pre.model_dump_json(exclude={"preroute_below"}))
+    return wl.cached(key, lambda: _rules_score(wl, pre))
+
+
+def _rules_score(wl: Workload, pre: RulesPreroute) -> np.ndarray:
     score = np.full(wl.n, pre.base_score, dtype=np.float64)
     if pre.long_input_chars is not None:
         score = score - np.where(wl.chars() > pre.long_input_chars, pre.length_penalty, 0.0)
@@ -566,79 +666,99 @@ def _enum_column(name: str, codes: np.ndarray, labels: Sequence[str]) -> pl.Seri
     return series.alias(name)
 
 
+def _bits_codes(bits: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """(present codes, dense index per item) for small non-negative integer codes, O(n)."""
+    counts = np.bincount(bits, minlength=1 << width)
+    present = np.flatnonzero(counts)
+    dense = np.zeros(counts.size, dtype=np.int64)
+    dense[present] = np.arange(present.size)
+    return present, dense[bits]
+
+
 def _assemble(
-    policy: Policy, wl: Workload, used: Sequence[str], ucols: Sequence[int],
-    tcols: Sequence[int], reason: np.ndarray, class_bits: np.ndarray, attempted: np.ndarray,
-    first: np.ndarray, use_fb: np.ndarray, seed: int, n_boot: int,
+    policy: Policy, wl: Workload, used: Sequence[str], reason: np.ndarray,
+    class_bits: np.ndarray, attempted: list[np.ndarray], first: np.ndarray,
+    use_fb: np.ndarray, seed: int, n_boot: int,
 ) -> ReplayResult:
     n = wl.n
-    k = attempted.shape[1]
+    k = len(attempted)
     refused = reason != 0
-    attempted &= ~refused[:, None]
-    use_fb &= ~refused
-    rows = np.arange(n)
-    safe = np.maximum(first, 0)
-    tq = wl.quality[:, tcols]
-    terr = wl.error[:, tcols]
-    answer_q = tq[rows, safe]
-    answer_err = terr[rows, safe]
-    cost = np.where(attempted, wl.cost[:, tcols], 0.0).sum(axis=1)
-    latency = np.where(attempted, wl.latency[:, tcols], 0.0).sum(axis=1)
-    answered = np.where(refused, -1, first)
-    failed = answer_err & ~use_fb & ~refused
+    models = policy.tier_models
+    pick = np.maximum(first, 0)
+    ans_q = np.choose(pick, [wl.col_of("quality", m) for m in models])
+    ans_err = np.choose(pick, [wl.col_of("error", m) for m in models]) & (first >= 0)
+    cost = np.zeros(n)
+    latency = np.zeros(n)
+    n_tried = np.zeros(n, dtype=np.int8)
+    for t, m in enumerate(models):
+        cost += wl.col_of("cost", m) * attempted[t]
+        latency += np.where(attempted[t], wl.col_of("latency", m), 0.0)
+        n_tried += attempted[t]
+    answered = np.where(refused, -1, first.astype(np.int64))
+    failed = ans_err & ~use_fb & ~refused
     if policy.fallback is not None:
-        fc = ucols[used.index(policy.fallback)]
-        fb_err = wl.error[:, fc]
-        answer_q = np.where(use_fb, wl.quality[:, fc], answer_q)
-        answer_err = np.where(use_fb, fb_err, answer_err)
-        cost = cost + np.where(use_fb, wl.cost[:, fc], 0.0)
-        latency = latency + np.where(use_fb, wl.latency[:, fc], 0.0)
-        fb_code = used.index(policy.fallback)
-        answered = np.where(use_fb, fb_code, answered)
-        failed = failed | (use_fb & fb_err)
+        fb = policy.fallback
+        fb_err = wl.col_of("error", fb)
+        ans_q = np.where(use_fb, wl.col_of("quality", fb), ans_q)
+        ans_err = np.where(use_fb, fb_err, ans_err)
+        cost += np.where(use_fb, wl.col_of("cost", fb), 0.0)
+        latency += np.where(use_fb, wl.col_of("latency", fb), 0.0)
+        answered = np.where(use_fb, used.index(fb), answered)
+        failed |= use_fb & fb_err
     answered = np.where(failed, -1, answered)
-    quality = np.where(refused | answer_err, 0.0, answer_q)
-    escalated = attempted.sum(axis=1) > 1
-    strong = attempted[:, k - 1]
+    quality = np.where(refused | ans_err, 0.0, ans_q)
+    escalated = n_tried > 1
+    strong = attempted[k - 1]
     latency = np.where(refused, 0.0, latency)
-
     metrics = aggregate(
         quality, cost, latency, refused=refused, escalated=escalated, errored=failed,
         strong=strong, answered_codes=answered, answered_names=tuple(used), n_boot=n_boot,
         seed=seed,
     )
+    arrays = {
+        "attempted": attempted, "use_fb": use_fb, "reason": reason, "class_bits": class_bits,
+        "answered": answered, "quality": quality, "cost": cost, "latency": latency,
+        "escalated": escalated, "failed": failed, "strong": strong,
+    }
+    return ReplayResult(policy=policy, metrics=metrics, _workload=wl, _arrays=arrays,
+                        _context={"seed": seed, "n_boot": n_boot})
 
-    # trace columns from small code tables
-    bits = (attempted.astype(np.int64) << np.arange(k)[None, :]).sum(axis=1)
-    bits = bits | (use_fb.astype(np.int64) << k)
-    uniq_bits, inv = np.unique(bits, return_inverse=True)
+
+def _build_trace(policy: Policy, wl: Workload, a: dict[str, Any]) -> pl.DataFrame:
+    """The per-item decision trace from replay arrays (small code tables, one gather each)."""
+    used = policy.used_models
+    k = len(a["attempted"])
+    refused = a["reason"] != 0
+    bits = np.zeros(wl.n, dtype=np.int64)
+    for t in range(k):
+        bits |= a["attempted"][t].astype(np.int64) << t
+    bits |= a["use_fb"].astype(np.int64) << k
+    present, inv = _bits_codes(bits, k + 1)
     names = [
         ">".join([used[t] for t in range(k) if b >> t & 1]
                  + ([f"fallback:{policy.fallback}"] if b >> k & 1 else []))
-        for b in uniq_bits.tolist()
+        for b in present.tolist()
     ]
     tried = _enum_column("models_tried", np.where(refused, -1, inv), names)
-    uniq_cls, cls_inv = np.unique(class_bits, return_inverse=True)
     rules = policy.governance.rules
-    cls_names = [",".join(r.data_class for i, r in enumerate(rules) if b >> i & 1)
-                 for b in uniq_cls.tolist()]
-    cls_codes = np.where(class_bits == 0, -1, cls_inv)
-    trace = pl.DataFrame([
+    cls_present, cls_inv = _bits_codes(a["class_bits"], max(len(rules), 1))
+    cls_names = [",".join(r.data_class for i, r in enumerate(rules) if b >> i & 1) or "-"
+                 for b in cls_present.tolist()]
+    cls_codes = np.where(a["class_bits"] == 0, -1, cls_inv)
+    return pl.DataFrame([
         wl.item_ids.alias("item_id"),
         tried,
-        _enum_column("answered_by", answered, list(used)),
+        _enum_column("answered_by", a["answered"], list(used)),
         pl.Series("refused", refused),
-        _enum_column("refusal_reason", reason.astype(np.int64) - 1, REFUSAL_REASONS),
-        _enum_column("governance_block", cls_codes, cls_names or [""]),
-        pl.Series("quality", quality, nan_to_null=True),
-        pl.Series("cost_usd", cost),
-        pl.Series("latency_ms", latency, nan_to_null=True),
-        pl.Series("escalated", escalated),
-        pl.Series("error", failed),
-        pl.Series("reached_strong", strong),
+        _enum_column("refusal_reason", a["reason"].astype(np.int64) - 1, REFUSAL_REASONS),
+        _enum_column("governance_block", cls_codes, cls_names),
+        pl.Series("quality", a["quality"], nan_to_null=True),
+        pl.Series("cost_usd", a["cost"]),
+        pl.Series("latency_ms", a["latency"], nan_to_null=True),
+        pl.Series("escalated", a["escalated"]),
+        pl.Series("error", a["failed"]),
+        pl.Series("reached_strong", a["strong"]),
     ])
-    return ReplayResult(policy=policy, trace=trace, metrics=metrics, _workload=wl,
-                        _context={"seed": seed, "n_boot": n_boot})
 
 
 # -- baselines ---------------------------------------------------------------------------
