@@ -18,7 +18,8 @@ PII = [
     "IBAN GB82 WEST 1234 5698 7654 32", "ssn 123-45-6789", "call (555) 123-4567",
     "IBAN GB82 WEST 1234 5698 7654 33",
 ]
-WORDS = ["please", "summarise", "prove", "the", "theorem", "classify", "this", "refund", "order", "account", "urgent"]
+WORDS = ["please", "summarise", "prove", "the", "theorem", "classify", "this", "refund",
+         "order", "account", "urgent"]
 LABELS = ["A", "B", "C", "D"]
 
 
