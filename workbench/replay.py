@@ -465,6 +465,8 @@ def _tier_confidence(policy: Policy, wl: Workload, t: int,
         passing = ~wl.col_of("error", tier.model) & ver
         return c, passing
 
+    if use_router:  # cheap, and router predictions change between calls
+        return compute()
     return wl.cached(key, compute)
 
 
@@ -613,18 +615,28 @@ def _predictions(
             return p, mean_cost
 
         return wl.cached(("xfit", spec.model_dump_json(), tuple(models)), compute)
+    key = ("router", id(router), tuple(models))
+    entry = wl.memo.get(key)
+    if entry is not None and entry[0] is router:  # same object: reuse its predictions
+        return entry[1], entry[2]
     if isinstance(router, pl.DataFrame):
         p = _align(router, wl, models)
         mean_cost = np.array([wl.cost[wl.has[:, wl.col[m]], wl.col[m]].mean() for m in models])
-        return p, mean_cost
-    absent = [m for m in models if m not in router.models]
-    if absent:
-        raise PolicyError(
-            f"the learned router was not trained on tier model(s) {', '.join(absent)}; "
-            f"it knows {', '.join(router.models)}"
-        )
-    p = _align(router.predict(wl.items), wl, models)
-    return p, np.array([router.mean_cost[m] for m in models])
+    else:
+        absent = [m for m in models if m not in router.models]
+        if absent:
+            raise PolicyError(
+                f"the learned router was not trained on tier model(s) {', '.join(absent)}; "
+                f"it knows {', '.join(router.models)}"
+            )
+        p = _align(router.predict(wl.items), wl, models)
+        mean_cost = np.array([router.mean_cost[m] for m in models])
+    with wl._lock:
+        stale = [k for k in wl.memo if isinstance(k, tuple) and k and k[0] == "router"]
+        for k in stale[:-3]:  # keep predictions of the last few routers only
+            del wl.memo[k]
+        wl.memo[key] = (router, p, mean_cost)
+    return p, mean_cost
 
 
 def _align(frame: pl.DataFrame, wl: Workload, models: Sequence[str]) -> np.ndarray:
