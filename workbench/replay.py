@@ -210,7 +210,8 @@ class Workload:
         elif kind == "json":
             ok = gov_json_valid(text)
         elif kind == "valid_label":
-            norm = text.str.strip_chars(LABEL_STRIP).str.to_lowercase()
+            norm = (text.str.replace_all(ESCAPED_WS, " ").str.strip_chars(LABEL_STRIP)
+                    .str.to_lowercase())
             item_labels = self.item_labels().gather(rows)
             fallback = [lab.strip(LABEL_STRIP).lower() for lab in labels]
             chk = pl.DataFrame({"out": norm, "labels": item_labels}).select(
@@ -238,7 +239,11 @@ class Workload:
         return self.cached("labels", compute)
 
 
-LABEL_STRIP = " \t\r\n.\"'"
+# valid_label: strip whitespace, quotes, brackets and a final period around the label, after
+# turning escaped whitespace ("\\n" as two characters, as in RouterBench's list-literal cells)
+# into spaces: "['A\\n']" and " b. " are the labels A and B.
+LABEL_STRIP = " \t\r\n.\"'[]()"
+ESCAPED_WS = r"\\[ntr]"
 
 
 def gov_json_valid(text: pl.Series) -> np.ndarray:

@@ -15,8 +15,8 @@ import polars as pl
 
 from workbench import governance as gov
 from workbench.policy import LearnedPreroute, Policy, RulesPreroute
-
-STRIP = " \t\r\n.\"'"
+from workbench.replay import ESCAPED_WS
+from workbench.replay import LABEL_STRIP as STRIP  # noqa: E402
 
 
 def _verify(kind: str, output: str | None, labels: list[str] | None,
@@ -39,7 +39,7 @@ def _verify(kind: str, output: str | None, labels: list[str] | None,
         except ValueError:
             return False
         return True
-    norm = text.strip(STRIP).lower()
+    norm = re.sub(ESCAPED_WS, " ", text).strip(STRIP).lower()
     valid = [lab.strip(STRIP).lower() for lab in (labels or [])]
     if not valid:
         valid = [lab.strip(STRIP).lower() for lab in tier_labels]
