@@ -615,6 +615,7 @@ class Split:
     holdout_items: pl.DataFrame
     holdout_outcomes: pl.DataFrame
     description: str
+    notes: tuple[str, ...] = ()
 
 
 def make_split(store: Any, workload: str, *, holdout: float = 0.3, seed: int = 0,
@@ -626,17 +627,21 @@ def make_split(store: Any, workload: str, *, holdout: float = 0.3, seed: int = 0
     if test_workload is not None:
         t_items = store.items(test_workload)
         t_out = store.outcomes(test_workload)
-        common = set(items["item_id"].to_list()) & set(t_items["item_id"].to_list())
-        if common:
-            warnings.warn(f"{len(common)} item ids appear in both {workload} and "
-                          f"{test_workload}; they are dropped from the holdout", stacklevel=2)
-            t_items = t_items.filter(~pl.col("item_id").is_in(list(common)))
-            t_out = t_out.filter(~pl.col("item_id").is_in(list(common)))
+        # an item seen in training (same id or same input) must not be scored as held out
+        seen = pl.col("item_id").is_in(items["item_id"].implode()) | pl.col("input").is_in(
+            items["input"].implode())
+        dup = t_items.filter(seen)["item_id"]
+        notes: list[str] = []
+        if dup.len():
+            notes.append(f"{dup.len()} item(s) of {test_workload} also occur in {workload} "
+                         f"(same id or input), e.g. {dup[0]}; dropped from the holdout")
+            t_items = t_items.filter(~pl.col("item_id").is_in(dup.implode()))
+            t_out = t_out.filter(~pl.col("item_id").is_in(dup.implode()))
         if t_items.height == 0:
             raise WorkbenchError(f"test workload {test_workload!r} has no items to hold out")
         return Split(items, outcomes, t_items, t_out,
                      f"train = {workload} ({items.height}), holdout = {test_workload} "
-                     f"({t_items.height})")
+                     f"({t_items.height})", tuple(notes))
     cols = strata_columns(items, holdout)
     train_ids, hold_ids = rp.split_items(items, holdout=holdout, seed=seed, stratify=cols)
     if not hold_ids or not train_ids:
@@ -686,13 +691,32 @@ def open_storage(url: str) -> Any:
     if url == IN_MEMORY:
         return _MEMORY.setdefault(url, optuna.storages.InMemoryStorage())
     kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite"):
+    sqlite = url.startswith("sqlite")
+    if sqlite:
         kwargs = {"connect_args": {"timeout": 120}}
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        if sqlite:
+            _sqlite_wal(storage.engine)
+        return storage
     except Exception as exc:
         raise WorkbenchError(f"cannot open study storage {_redact(url)}: "
                              f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+
+
+def _sqlite_wal(engine: Any) -> None:
+    """Write-ahead logging with synchronous=NORMAL: about 4x faster trials on SQLite and
+    readers that do not block the writer, so worker processes share one file smoothly
+    (committed trials survive a process crash; a power cut may lose the last few)."""
+    import sqlalchemy
+
+    def on_connect(dbapi_con: Any, _record: Any) -> None:
+        dbapi_con.execute("PRAGMA synchronous=NORMAL")
+
+    sqlalchemy.event.listen(engine, "connect", on_connect)
+    engine.dispose()  # connections opened while creating tables lack the pragma
+    with engine.connect() as con:
+        con.exec_driver_sql("PRAGMA journal_mode=WAL")
 
 
 def _quiet_optuna() -> None:
@@ -972,7 +996,7 @@ def tune(
         for m in single_names
     }
     floor = spec.quality_floor
-    warns: list[str] = []
+    warns: list[str] = list(split.notes)
     if spec.relative_floor is not None:
         strong, strong_q = _best_single(fast_singles)
         rel = spec.relative_floor * strong_q
@@ -1002,7 +1026,7 @@ def tune(
     except Exception as exc:
         raise WorkbenchError(f"cannot open study {name!r} in {_redact(url)}: {exc}") from None
     _check_or_set_attrs(study, study_attrs)
-    if existing == 0 and space:
+    if existing == 0 and space and worker == 0:  # one worker seeds the base point
         base_values = {p.path: _get_path(base, p.path) for p in space}
         base_values = {k: v for k, v in base_values.items() if _in_range(space, k, v)}
         study.enqueue_trial(base_values, skip_if_exists=True)

@@ -3,8 +3,9 @@
 Both studies use Optuna's in-memory storage: the point is the cost our objective adds per trial
 (policy construction, cascade math over the train items, constraint and user attributes) on top
 of the sampler's own per-trial work; an RDB round trip per trial would add the same constant to
-both sides and hide that ratio. The tune call is timed whole (reading the store, splitting,
-precomputation, the trials, and the final train/holdout replays with bootstrap CIs).
+both sides and hide that ratio. `seconds` is the whole tune() call (reading the store,
+splitting, precomputation, the trials, and the final train/holdout replays with bootstrap
+CIs); `overhead_ratio` is its trials phase per trial over the no-op study's per trial.
 """
 
 from __future__ import annotations
@@ -117,7 +118,9 @@ def run(args: argparse.Namespace) -> int:
     ours_per = ours_s / args.trials
     opt_per = optimize_s / args.trials
     noop_per = noop_s / args.trials
-    ratio = ours_per / noop_per
+    # per-trial overhead: the trials phase of tune() against the no-op study; the one-off
+    # preparation and final report are shown separately (and as a whole-call ratio)
+    ratio = opt_per / noop_per
     rows = [
         ("items (train + holdout)", f"{args.items}"),
         ("trials", f"{args.trials}"),
@@ -129,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
         ("ours per trial, whole call (ms)", f"{ours_per * 1e3:.2f}"),
         ("ours per trial, trials only (ms)", f"{opt_per * 1e3:.2f}"),
         ("no-op per trial (ms)", f"{noop_per * 1e3:.2f}"),
+        ("whole-call ratio (incl. prepare + report)", f"{ours_per / noop_per:.2f}"),
         ("best train quality / floor",
          f"{result.train['quality']:.4f} / {result.quality_floor:.4f}"),
         ("best train $/request", f"{result.train['cost_per_request']:.6f}"),
