@@ -694,14 +694,21 @@ def open_storage(url: str) -> Any:
     sqlite = url.startswith("sqlite")
     if sqlite:
         kwargs = {"connect_args": {"timeout": 120}}
-    try:
-        storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
-        if sqlite:
-            _sqlite_wal(storage.engine)
-        return storage
-    except Exception as exc:
-        raise WorkbenchError(f"cannot open study storage {_redact(url)}: "
-                             f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+    last: Exception | None = None
+    for attempt in range(5):
+        try:
+            storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+            if sqlite:
+                _sqlite_wal(storage.engine)
+            return storage
+        except Exception as exc:  # workers starting together race to create the schema
+            last = exc
+            if "IntegrityError" not in type(exc).__name__ and "locked" not in str(exc):
+                break
+            time.sleep(0.2 * (attempt + 1))
+    assert last is not None
+    raise WorkbenchError(f"cannot open study storage {_redact(url)}: "
+                         f"{type(last).__name__}: {str(last).splitlines()[0]}") from None
 
 
 def _sqlite_wal(engine: Any) -> None:
