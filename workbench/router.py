@@ -113,13 +113,18 @@ class RouteResult:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     log_ms: float = 0.0
+    calls: tuple[tuple[str, Response], ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (trace as a list of dicts)."""
-        d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "trace"}
+        """JSON-ready dict (trace as a list of dicts; each call's output, confidence, error,
+        cost and latency)."""
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k not in ("trace", "calls")}
         d["models_tried"] = list(self.models_tried)
         d["data_classes"] = list(self.data_classes)
         d["trace"] = [x.as_dict() for x in self.trace]
+        d["calls"] = [{"model": m, "output": r.output, "confidence": r.confidence,
+                       "error": r.error, "error_message": r.error_message,
+                       "cost_usd": r.cost_usd, "latency_ms": r.latency_ms} for m, r in self.calls]
         return d
 
     def trace_text(self) -> str:
@@ -505,6 +510,7 @@ class PolicyRouter:
         tried: list[str] = []
         attempted_tiers: list[int] = []
         responses: list[Response] = []
+        calls: list[tuple[str, Response]] = []
         confidences: dict[str, float | None] = {}
         answer: Response | None = None
         answer_model: str | None = None
@@ -531,6 +537,7 @@ class PolicyRouter:
                     "spent": spent, "cap": cap}))
                 break
             resp = call(tier.model)
+            calls.append((tier.model, resp))
             tried.append(tier.model)
             attempted_tiers.append(t)
             responses.append(resp)
@@ -558,6 +565,7 @@ class PolicyRouter:
                 trace.append(Decision("tier", "error", tier.model, detail))
                 assert fallback is not None
                 fb = call(fallback)
+                calls.append((fallback, fb))
                 spent += fb.cost_usd
                 tried.append(f"fallback:{fallback}")
                 fdetail: dict[str, Any] = {"cost_usd": fb.cost_usd,
@@ -599,7 +607,7 @@ class PolicyRouter:
             latency=sum(r.latency_ms for r in responses),
             prompt_tokens=sum(r.prompt_tokens for r in responses),
             completion_tokens=sum(r.completion_tokens for r in responses),
-            prekey=prekey,
+            prekey=prekey, calls=tuple(calls),
         )
 
     def _confidence(self, source: str, resp: Response, ver: bool,
@@ -638,6 +646,7 @@ class PolicyRouter:
         prompt_tokens: int = 0,
         completion_tokens: int = 0,
         prekey: float = 0.0,
+        calls: tuple[tuple[str, Response], ...] = (),
     ) -> RouteResult:
         confidences = dict(confidences or {})
         cheap = self.policy.tiers[0].model
@@ -689,6 +698,7 @@ class PolicyRouter:
             error=error, confidence=answer_conf, models_tried=tried, escalated=escalated,
             reached_strong=reached_strong, used_fallback=used_fallback, data_classes=classes,
             prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, log_ms=log_ms,
+            calls=calls,
         )
 
 
