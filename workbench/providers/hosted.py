@@ -41,7 +41,7 @@ from workbench.providers.base import (
     redact,
     register_secret,
 )
-from workbench.providers.prompts import canonical_task, parse_label, render_messages
+from workbench.providers.prompts import parse_label, render_messages
 
 log = logging.getLogger(__name__)
 
@@ -277,9 +277,9 @@ class HostedProvider:
             "num_retries": 0,
             "max_retries": 0,
             "logprobs": True,
+            # Some OpenAI-compatible servers only return logprobs when top_logprobs is set.
+            "top_logprobs": 5 if labelled else 1,
         }
-        if labelled:
-            kwargs["top_logprobs"] = 5
         if cfg.api_base:
             kwargs["api_base"] = cfg.api_base
             # OpenAI-compatible servers without auth still need some key for the client.

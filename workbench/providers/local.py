@@ -361,16 +361,27 @@ class LocalProvider:
         scores: dict[str, float] = {}
         lengths: dict[str, int] = {}
         exact_all = True
+        # Next-token log-probs after prompt + a label's first j tokens, keyed by those tokens:
+        # labels sharing leading tokens ("card_arrival", "card_linking") share the rows, and
+        # labels are visited in token order so the KV cache already holds the shared part.
+        rows_after: dict[tuple[int, ...], np.ndarray] = {(): base_lp}
+        conts = {}
         for label in request.labels or ():
-            start, cont, exact = continuation_tokens(model, rendered.text, prompt, " " + label)
+            conts[label] = continuation_tokens(model, rendered.text, prompt, " " + label)
+        for label in sorted(conts, key=lambda lab: conts[lab][1]):
+            start, cont, exact = conts[label]
             exact_all &= exact
             if start == p_end and cont:
-                total = float(base_lp[cont[0]])
-                if len(cont) > 1:
-                    model.rewind(p_end)
-                    rows = model.decode(cont[:-1], len(cont) - 1)
-                    lps = log_softmax(rows)
-                    total += float(sum(lps[i, cont[i + 1]] for i in range(len(cont) - 1)))
+                missing = [j for j in range(1, len(cont)) if tuple(cont[:j]) not in rows_after]
+                if missing:
+                    keep = model.common_prefix(prompt + cont[:-1])
+                    keep = max(p_end, min(keep, p_end + missing[0] - 1))
+                    model.rewind(keep)
+                    todo = cont[keep - p_end:len(cont) - 1]
+                    lps = log_softmax(model.decode(todo, len(todo)))
+                    for r in range(len(todo)):
+                        rows_after[tuple(cont[:keep - p_end + r + 1])] = lps[r]
+                total = float(sum(rows_after[tuple(cont[:j])][cont[j]] for j in range(len(cont))))
             else:  # the label merges with the prompt's last token(s): score from `start`
                 full = prompt[:start] + cont
                 model.rewind(start - 1)

@@ -63,6 +63,8 @@ DEFAULT_FEW_SHOT: dict[str, list[tuple[str, str]]] = {
         ("The item arrived broken, I want a refund please.", "refund"),
         ("Error 500 when I try to upload a file.", "technical"),
         ("Can I leave feedback about one of your staff?", "other"),
+        ("Please cancel my subscription at the end of this month.", "cancellation"),
+        ("I no longer need the order I placed this morning, can you stop it?", "cancellation"),
     ],
     "extraction": [
         (
@@ -184,10 +186,27 @@ def _single_line(text: str) -> str:
     return re.sub(r"\s*\n\s*", " ", text.strip())
 
 
-def request_text(input_text: str, messages: Sequence[Mapping] | None) -> str:
+def as_messages(messages: Sequence[Mapping] | str | None) -> list[dict] | None:
+    """Chat messages from a list of dicts or their JSON text (as stored); None when absent."""
+    if messages is None:
+        return None
+    if isinstance(messages, str):
+        if not messages.strip():
+            return None
+        try:
+            messages = json.loads(messages)
+        except json.JSONDecodeError:
+            raise WorkbenchError("chat messages are not valid JSON") from None
+    if not isinstance(messages, Sequence) or not all(isinstance(m, Mapping) for m in messages):
+        raise WorkbenchError("chat messages must be a list of {role, content} objects")
+    return [dict(m) for m in messages] or None
+
+
+def request_text(input_text: str, messages: Sequence[Mapping] | str | None) -> str:
     """Plain text of a request: the input, or the user turns of chat messages."""
     if input_text and input_text.strip():
         return input_text
+    messages = as_messages(messages)
     if messages:
         parts = [str(m.get("content", "")) for m in messages if m.get("role") != "system"]
         return "\n".join(p for p in parts if p)
@@ -200,7 +219,7 @@ def render(
     labels: Sequence[str] | None = None,
     templates: Mapping[str, str] | None = None,
     few_shot: Mapping[str, Sequence[tuple[str, str]]] | None = None,
-    messages: Sequence[Mapping] | None = None,
+    messages: Sequence[Mapping] | str | None = None,
 ) -> Rendered:
     """Render a base-model few-shot prompt as (prefix shared by the run, item text)."""
     task = canonical_task(task_type, labels)
@@ -212,10 +231,7 @@ def render(
     header = header.replace("{labels}", label_text)
     ex_block = _format_examples(before.replace("{labels}", label_text),
                                 after.replace("{labels}", label_text), examples)
-    if "{examples}" in header:
-        header = header.replace("{examples}", ex_block)
-    else:
-        header = header + ex_block
+    header = header.replace("{examples}", ex_block) if "{examples}" in header else header + ex_block
     prefix = header + before.replace("{labels}", label_text)
     item = _single_line(request_text(input_text, messages)) + after.replace("{labels}", label_text)
     return Rendered(prefix=prefix, item=item)
@@ -226,13 +242,14 @@ def render_messages(
     input_text: str,
     labels: Sequence[str] | None = None,
     few_shot: Mapping[str, Sequence[tuple[str, str]]] | None = None,
-    messages: Sequence[Mapping] | None = None,
+    messages: Sequence[Mapping] | str | None = None,
 ) -> list[dict]:
     """Chat messages for a hosted model: a system instruction, few-shot turns, then the item.
     A request that already carries chat messages is sent with the instruction prepended only
     when it has no system turn of its own."""
     task = canonical_task(task_type, labels)
     system = CHAT_INSTRUCTIONS[task].replace("{labels}", ", ".join(labels or ()))
+    messages = as_messages(messages)
     if messages:
         msgs = [dict(m) for m in messages]
         if not any(m.get("role") == "system" for m in msgs) and task != "generic":
