@@ -803,6 +803,22 @@ def frontier(outcomes: pl.DataFrame) -> list[tuple[str, float, float]]:
     return out
 
 
+def upper_hull(front: list[tuple[str, float, float]]) -> list[tuple[str, float, float]]:
+    """Frontier models on the upper convex hull of (cost, quality): a model below the line
+    joining its neighbours is beaten by routing between them, so it makes a poor tier."""
+    hull: list[tuple[str, float, float]] = []
+    for point in front:
+        while len(hull) >= 2:
+            (_, q1, c1), (_, q2, c2) = hull[-2], hull[-1]
+            # drop the middle point when it lies on or below the chord to the new point
+            if (q2 - q1) * (point[2] - c1) <= (point[1] - q1) * (c2 - c1):
+                hull.pop()
+            else:
+                break
+        hull.append(point)
+    return hull
+
+
 def default_base_policy(store: Any, workload: str, *, max_tiers: int = 4,
                         home: Any = None) -> Policy:
     """A sensible starting policy: the quality/cost frontier models as tiers, cheapest first;
@@ -813,7 +829,7 @@ def default_base_policy(store: Any, workload: str, *, max_tiers: int = 4,
     outcomes = store.outcomes(workload)
     if outcomes.height == 0:
         raise WorkbenchError(f"workload {workload!r} has no recorded outcomes to tune on")
-    front = frontier(outcomes)
+    front = upper_hull(frontier(outcomes))
     if len(front) > max_tiers:  # keep the cheapest, the best and evenly spaced ones between
         idx = np.unique(np.round(np.linspace(0, len(front) - 1, max_tiers)).astype(int))
         front = [front[i] for i in idx]
