@@ -66,6 +66,20 @@ _LITELLM_LOCK = threading.Lock()
 _LITELLM: Any = None
 
 
+class _RedactFilter(logging.Filter):
+    """Scrub secrets from records of LiteLLM's (and its HTTP clients') loggers."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record: leave it to logging's own error handling
+            return True
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
 def _litellm() -> Any:
     """Import LiteLLM once, offline (bundled price table) and quiet (no debug banners)."""
     global _LITELLM
@@ -77,6 +91,10 @@ def _litellm() -> Any:
             litellm.suppress_debug_info = True
             litellm.telemetry = False
             litellm.drop_params = True
+            for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "httpx", "openai"):
+                lg = logging.getLogger(name)
+                if not any(isinstance(f, _RedactFilter) for f in lg.filters):
+                    lg.addFilter(_RedactFilter())
             _LITELLM = litellm
     return _LITELLM
 
@@ -196,8 +214,7 @@ def map_exception(exc: BaseException, model: str) -> ProviderError:
         return ContentPolicyError(msg)
     if name in ("NotFoundError",) or status == 404:
         return UnknownModelError(msg)
-    if name in ("APIConnectionError", "ConnectError", "ConnectionError", "RemoteProtocolError",
-                "ConnectionRefusedError", "ConnectionResetError"):
+    if _is_connection_failure(exc):
         return ConnectionFailure(msg)
     if status is not None and status >= 500 or name in (
         "InternalServerError", "ServiceUnavailableError", "BadGatewayError"
@@ -206,6 +223,26 @@ def map_exception(exc: BaseException, model: str) -> ProviderError:
         err.retryable = True  # type: ignore[attr-defined]
         return err
     return OtherProviderError(msg)
+
+
+_CONNECTION_NAMES = {
+    "APIConnectionError", "ConnectError", "ConnectionError", "RemoteProtocolError",
+    "ConnectionRefusedError", "ConnectionResetError", "ReadError", "ConnectTimeout",
+}
+
+
+def _is_connection_failure(exc: BaseException) -> bool:
+    """Whether the server could not be reached; LiteLLM sometimes wraps this as a 500
+    ("InternalServerError: Connection error."), so the cause chain and text are checked."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if type(cur).__name__ in _CONNECTION_NAMES:
+            return True
+        cur = cur.__cause__ or cur.__context__
+    text = str(exc).lower()
+    return "connection error" in text or "connection refused" in text
 
 
 def _retryable(err: ProviderError) -> bool:
