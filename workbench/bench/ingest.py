@@ -53,13 +53,14 @@ def write_csv(path: Path, rows: int) -> None:
         )
 
 
-def ours(store: Store, path: Path) -> float:
-    """Seconds for our importer on the whole file."""
+def ours(store: Store, path: Path) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds over all threads) for our importer on the file."""
+    cpu = time.process_time()
     start = time.perf_counter()
     info = import_file(store, path, "ingest", mapping=MAPPING)
     elapsed = time.perf_counter() - start
     assert info.n_items > 0
-    return elapsed
+    return elapsed, time.process_time() - cpu
 
 
 def baseline(store: Store, path: Path, subset: int) -> tuple[float, float, int]:
@@ -87,6 +88,14 @@ def baseline(store: Store, path: Path, subset: int) -> tuple[float, float, int]:
     return read_s, insert_s, part.height
 
 
+def _load_average() -> str:
+    """1-minute load average (the machine is shared; wall times depend on it)."""
+    try:
+        return Path("/proc/loadavg").read_text().split()[0]
+    except OSError:
+        return "?"
+
+
 def run(args: argparse.Namespace) -> int:
     """Generate the CSV, time both, print the table and the RESULT line."""
     rows = int(args.rows)
@@ -101,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
 
         ours_store = Store(tmp_path / "ours.duckdb")
         try:
-            ours_s = ours(ours_store, csv)
+            ours_s, ours_cpu_s = ours(ours_store, csv)
             stored = ours_store.workload("ingest").n_items
         finally:
             ours_store.close()
@@ -114,11 +123,13 @@ def run(args: argparse.Namespace) -> int:
     scaled_insert_s = insert_s * rows / inserted
     base_s = read_s + scaled_insert_s
     ratio = base_s / ours_s
-    print(f"ingest benchmark: {rows:,} rows, {size_mb:.0f} MB CSV (generated in {gen_s:.1f} s)")
+    load = _load_average()
+    print(f"ingest benchmark: {rows:,} rows, {size_mb:.0f} MB CSV (generated in {gen_s:.1f} s); "
+          f"machine load average {load}")
     lines = [
         ("method", "seconds", "rows/s", "note"),
         ("ours: DuckDB read_csv + INSERT..SELECT", f"{ours_s:.2f}", f"{rows / ours_s:,.0f}",
-         f"all {stored:,} rows stored, one transaction"),
+         f"all {stored:,} rows stored, one transaction; {ours_cpu_s:.2f} CPU s"),
         ("baseline: polars read_csv", f"{read_s:.2f}", f"{rows / read_s:,.0f}", "whole file"),
         ("baseline: row-wise executemany", f"{insert_s:.2f}", f"{inserted / insert_s:,.0f}",
          f"measured on {inserted:,} rows"),
