@@ -216,6 +216,32 @@ def test_max_quality_weighted_and_pareto(store: Store, tmp_path: Path) -> None:
     assert front["holdout_quality"].is_not_null().all()
 
 
+def test_charts_and_front_comparison(store: Store, tmp_path: Path) -> None:
+    """Pareto figure carries the policy summary in its hover data, single models and oracle;
+    history marks the best feasible value; importances come from the stored study."""
+    from workbench import tune_charts as tc
+
+    url = _url(tmp_path)
+    res = tn.tune(store, "syn", base_policy(), objective="min-cost", quality_floor=0.85,
+                  trials=20, storage=url, study_name="charts", record=False)
+    fig = tc.pareto_figure(res)
+    names = [t.name for t in fig.data]
+    assert "single models" in names and "oracle" in names
+    front_trace = next(t for t in fig.data if t.name.startswith("tuned policies"))
+    assert any("->" in str(row[1]) for row in front_trace.customdata)
+    hist = tc.history_figure(res)
+    best_line = [y for y in hist.data[1].y if y == y]
+    assert best_line and min(best_line) == pytest.approx(res.train["cost_per_request"])
+    imp = tc.importance_figure(url, "charts")
+    assert set(imp.data[0].y) <= {p.path for p in tn.search_space(base_policy())}
+    cmp = tn.front_vs_singles(res, "train")
+    assert set(cmp["model"]) == {"cheap", "mid", "strong"}
+    for _model, q, c, matched, dominated in cmp.iter_rows():
+        fq, fc = res.pareto["quality"].to_numpy(), res.pareto["cost_per_request"].to_numpy()
+        assert matched == bool(((fq >= q - 1e-9) & (fc <= c + 1e-9)).any())
+        assert not dominated or matched
+
+
 def test_bad_requests_are_clear(store: Store, tmp_path: Path) -> None:
     """Missing constraint values, unknown candidates and unknown workloads name the problem."""
     with pytest.raises(WorkbenchError, match="needs a quality floor"):

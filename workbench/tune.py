@@ -1386,6 +1386,26 @@ def _record_study(home: Any, name: str, url: str, workload: str, spec: Objective
                              objective=spec.kind, replace=True)
 
 
+def front_vs_singles(result: TuneResult, split: str = "holdout",
+                     tol: float = 1e-9) -> pl.DataFrame:
+    """Per single model on `split`: whether some tuned front policy reaches its quality at no
+    more cost (`matched`), and whether one is strictly better on one axis too (`dominated`)."""
+    q_col = "quality" if split == "train" else "holdout_quality"
+    c_col = "cost_per_request" if split == "train" else "holdout_cost_per_request"
+    fq = result.pareto[q_col].to_numpy()
+    fc = result.pareto[c_col].to_numpy()
+    rows = []
+    for model, q, c in result.singles.filter(pl.col("split") == split).select(
+            "model", "quality", "cost_per_request").iter_rows():
+        weak = (fq >= q - tol) & (fc <= c + tol)
+        strict = weak & ((fq > q + tol) | (fc < c - tol))
+        rows.append({"model": model, "quality": q, "cost_per_request": c,
+                     "matched": bool(weak.any()), "dominated": bool(strict.any())})
+    return pl.DataFrame(rows, schema={"model": pl.String, "quality": pl.Float64,
+                                      "cost_per_request": pl.Float64, "matched": pl.Boolean,
+                                      "dominated": pl.Boolean})
+
+
 # -- reading studies back ----------------------------------------------------------------
 def load_study(storage: str, study_name: str) -> Any:
     """An existing Optuna study; NotFound-style error listing the stored study names."""
@@ -1424,7 +1444,8 @@ def study_trials(storage: str, study_name: str) -> pl.DataFrame:
 
 __all__ = [
     "OBJECTIVES", "FastEvaluator", "FastMetrics", "ObjectiveSpec", "Param", "Split",
-    "TuneProgress", "TuneResult", "apply_params", "default_base_policy", "frontier",
+    "TuneProgress", "TuneResult", "apply_params", "default_base_policy", "front_vs_singles",
+    "frontier", "upper_hull",
     "load_study", "make_split", "open_storage", "parse_floor", "policy_summary", "report",
     "search_space", "storage_url", "strata_columns", "study_trials", "trial_policy", "tune",
 ]
