@@ -242,6 +242,24 @@ def test_charts_and_front_comparison(store: Store, tmp_path: Path) -> None:
         assert not dominated or matched
 
 
+def test_progress_and_stop(store: Store) -> None:
+    """The progress callback sees every trial with the feasible share; should_stop ends the
+    run after the current trial and the finished trials are reported."""
+    seen: list[tn.TuneProgress] = []
+    calls = {"n": 0}
+
+    def stop() -> bool:
+        calls["n"] += 1
+        return calls["n"] >= 3
+
+    res = tn.tune(store, "syn", base_policy(), objective="min-cost", quality_floor=0.8,
+                  trials=50, storage=tn.IN_MEMORY, study_name="stop", record=False,
+                  progress=seen.append, should_stop=stop)
+    assert res.n_trials == 3
+    assert [p.done for p in seen] == [1, 2, 3]
+    assert all(p.total == 50 and 0.0 <= p.feasible_share <= 1.0 for p in seen)
+
+
 def test_bad_requests_are_clear(store: Store, tmp_path: Path) -> None:
     """Missing constraint values, unknown candidates and unknown workloads name the problem."""
     with pytest.raises(WorkbenchError, match="needs a quality floor"):
