@@ -34,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--naive", type=int, default=None,
                         help="items for the naive baseline (default: all classify items)")
     parser.add_argument("--model", default=None, help="GGUF path (default: bundled model)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="inference threads (default: WORKBENCH_THREADS / all cores)")
     parser.add_argument("--banking77", default=None, metavar="DIR",
                         help="also measure on Banking77 (folder with train.csv/test.csv)")
     parser.add_argument("--banking77-items", type=int, default=60,
@@ -198,7 +200,8 @@ def run(args: argparse.Namespace) -> int:
     from workbench.workloads.samples import generate
 
     model_path = args.model or bundled_model()
-    config = ModelConfig("bench-local", "local-gguf", model_path, max_tokens=32)
+    config = ModelConfig("bench-local", "local-gguf", model_path, max_tokens=32,
+                         threads=args.threads)
     provider = LocalProvider(config)
     provider.check()
     rows: list[tuple[str, str]] = []
@@ -260,7 +263,7 @@ def run(args: argparse.Namespace) -> int:
             raise WorkbenchError(f"--banking77: no test.csv in {folder}")
         few, breqs, bgold = banking77_setup(folder, args.banking77_items)
         bprov = LocalProvider(ModelConfig("bench-b77", "local-gguf", model_path,
-                                          few_shot=few))
+                                          few_shot=few, threads=args.threads))
         bres = compare_classification(bprov, breqs, bgold, args.naive or 10)
         rows += _classify_rows("banking77", bres)
 
