@@ -215,7 +215,7 @@ class _Writer:
                 "completion_tokens": pl.Int32, "error": pl.String, "confidence": pl.Float64,
                 "signals": pl.String, "cache_key": pl.String,
             },
-        ).with_columns(pl.Series("quality", quality, dtype=pl.Float64))
+        ).with_columns(pl.Series("quality", quality, dtype=pl.Float64).fill_nan(None))
         self.written += self.store.write_outcomes(self.workload, frame)
         self.rows, self.refs, self.inputs = [], [], []
 
@@ -227,11 +227,15 @@ def score_outputs(
     scorer: str | scoring.Scorer | None = None,
     **options: Any,
 ) -> np.ndarray:
-    """Quality per output; rows without a reference or output score 0."""
+    """Quality per output in [0, 1]: a missing output (error) scores 0; an answer to an item
+    without a reference is unscored (NaN, stored as null) unless the scorer is a judge."""
     chosen = scoring.get_scorer(scorer or scoring.default_scorer(task_type))
     q = chosen(list(outputs), [r if r is not None else "" for r in references], **options)
-    missing = np.array([r is None for r in references], dtype=bool)
-    return np.where(missing, 0.0, q)
+    if chosen.needs_reference:
+        unscored = np.array([r is None and o is not None for o, r in zip(outputs, references,
+                                                                         strict=True)])
+        q = np.where(unscored, np.nan, q)
+    return q
 
 
 class _ModelJob:
@@ -377,14 +381,43 @@ def _cached(store: Store, workload: str, model: str, ids: Sequence[str],
     return hit["hit"].fill_null(False).to_numpy()
 
 
+def rescore(
+    store: Store,
+    workload: str,
+    models: Sequence[str] | None = None,
+    scorer: str | scoring.Scorer | None = None,
+    **options: Any,
+) -> int:
+    """Score stored outcomes again (e.g. with another scorer or a judge) without calling the
+    models; writes the new quality into the rows and returns how many were rescored."""
+    info = store.workload(workload)
+    chosen = scoring.get_scorer(scorer or scoring.default_scorer(info.task_type))
+    out = store.outcomes(workload, models)
+    if out.height == 0:
+        return 0
+    items = store.items(workload).select("item_id", "input", "reference")
+    joined = out.join(items, on="item_id", how="left")
+    quality = score_outputs(info.task_type, joined["output"].to_list(),
+                            joined["reference"].to_list(), chosen,
+                            labels=list(info.label_set) or None,
+                            inputs=joined["input"].to_list(), **options)
+    frame = joined.drop("input", "reference").with_columns(
+        pl.Series("quality", quality, dtype=pl.Float64).fill_nan(None))
+    if frame.schema.get("signals") != pl.String:
+        frame = frame.with_columns(pl.col("signals").cast(pl.String))
+    return store.write_outcomes(workload, frame.drop("created", strict=False))
+
+
 # -- metrics -----------------------------------------------------------------------------------
 
 
 def bootstrap_mean_ci(
-    values: np.ndarray, n_boot: int = 1000, seed: int | None = 0, level: float = 0.95
+    values: np.ndarray, *, n_boot: int = 1000, seed: int | None = 0, level: float = 0.95
 ) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean (vectorized resampling, chunked to bound memory)."""
+    """Percentile bootstrap CI of the mean, NaN ignored (vectorized resampling, chunked to
+    bound memory); the fallback when workbench.metrics is absent."""
     v = np.asarray(values, dtype=np.float64)
+    v = v[~np.isnan(v)]
     if v.size == 0:
         return (math.nan, math.nan)
     if v.size == 1 or np.all(v == v[0]):
@@ -424,25 +457,26 @@ def model_metrics(
     models: Sequence[str] | None = None,
     *,
     n_boot: int = 1000,
-    seed: int | None = 0,
-    success_threshold: float = 0.5,
+    seed: int = 0,
 ) -> pl.DataFrame:
     """Per model: mean quality with a 95% bootstrap CI (`quality_ci` = [lo, hi]), cost per
-    request / per 1k / per successful task (quality >= threshold), latency p50/p95/p99, mean
-    tokens, error rate and n. Errors count as quality 0."""
+    request / per 1k / per successful task, latency p50/p95/p99, mean tokens, error rate, n.
+    Conventions follow `workbench.metrics`: quality is the mean over scored rows (errors score
+    0; unscored imported rows are left out) and cost_per_success = cost_per_request / quality."""
     out = store.outcomes(workload, models)
     if out.height == 0:
         return pl.DataFrame(schema={c: pl.Float64 for c in METRIC_COLUMNS} | {
-            "model": pl.String, "n": pl.Int64, "quality_ci": pl.List(pl.Float64)})
-    out = out.with_columns(pl.col("quality").fill_null(0.0), pl.col("cost_usd").fill_null(0.0))
+            "model": pl.String, "n": pl.Int64, "n_scored": pl.Int64,
+            "quality_ci": pl.List(pl.Float64)})
+    out = out.with_columns(pl.col("cost_usd").fill_null(0.0))
     agg = (
         out.group_by("model", maintain_order=True)
         .agg(
-            pl.len().alias("n"),
+            pl.len().cast(pl.Int64).alias("n"),
+            pl.col("quality").count().cast(pl.Int64).alias("n_scored"),
             pl.col("quality").mean().alias("quality"),
             pl.col("cost_usd").mean().alias("cost_per_request"),
             pl.col("cost_usd").sum().alias("total_cost_usd"),
-            (pl.col("quality") >= success_threshold).sum().alias("_successes"),
             pl.col("latency_ms").quantile(0.50, "linear").alias("latency_p50_ms"),
             pl.col("latency_ms").quantile(0.95, "linear").alias("latency_p95_ms"),
             pl.col("latency_ms").quantile(0.99, "linear").alias("latency_p99_ms"),
@@ -453,17 +487,17 @@ def model_metrics(
         )
         .with_columns(
             (pl.col("cost_per_request") * 1000).alias("cost_per_1k"),
-            pl.when(pl.col("_successes") > 0)
-            .then(pl.col("total_cost_usd") / pl.col("_successes"))
+            pl.when(pl.col("quality") > 0)
+            .then(pl.col("cost_per_request") / pl.col("quality"))
             .otherwise(None)
             .alias("cost_per_success"),
-            pl.col("n").cast(pl.Int64),
         )
         .sort("model")
     )
     boot = _bootstrap()
     cis = {
-        m: boot(g["quality"].to_numpy(), n_boot=n_boot, seed=seed)
+        m: boot(g["quality"].cast(pl.Float64).fill_null(np.nan).to_numpy(), n_boot=n_boot,
+                seed=seed)
         for (m,), g in out.group_by("model")
     }
     if models:
@@ -473,7 +507,7 @@ def model_metrics(
         pl.Series("quality_lo", [cis[m][0] for m in agg["model"]], dtype=pl.Float64),
         pl.Series("quality_hi", [cis[m][1] for m in agg["model"]], dtype=pl.Float64),
     ).with_columns(pl.concat_list("quality_lo", "quality_hi").alias("quality_ci"))
-    return agg.select(*METRIC_COLUMNS, "quality_ci")
+    return agg.select(*METRIC_COLUMNS, "n_scored", "quality_ci")
 
 
 def side_by_side(

@@ -38,6 +38,7 @@ class Scorer:
     fn: ScoreFn
     help: str
     vectorized: bool = True
+    needs_reference: bool = True
 
     def __call__(self, outputs: Sequence[str | None], references: Sequence[Any],
                  **options: Any) -> np.ndarray:
@@ -449,7 +450,8 @@ def make_judge(
                 quality[i] = parse_judge_reply(resp.output, scale)
         return quality
 
-    return Scorer(name, judge, f"LLM judge ({config.name}, {scale}): {rubric}", vectorized=False)
+    return Scorer(name, judge, f"LLM judge ({config.name}, {scale}): {rubric}", vectorized=False,
+                  needs_reference=False)
 
 
 def judge_scorer(
@@ -468,5 +470,5 @@ def judge_scorer(
 
 SCORERS["judge"] = Scorer(
     "judge", judge_scorer, "LLM-as-judge: a chosen model grades each output with a rubric",
-    vectorized=False,
+    vectorized=False, needs_reference=False,
 )
