@@ -57,8 +57,10 @@ if name:
                                budget=float(budget) if objective == "max-quality" else None,
                                weight=float(weight) if objective == "weighted" else None,
                                trials=int(trials), holdout=float(holdout), seed=int(seed),
-                               progress=lambda d, t, info="": job.progress(d, t, info),
-                               should_stop=job.should_stop)
+                               progress=lambda p: job.progress(
+                                   p.done, p.total,
+                                   f"(feasible {p.feasible_share:.0%})"),
+                               should_stop=job.should_stop, home=ui.home_dir())
 
             jobs.start("tune_job", f"Tuning {name} ({objective})", work)
     job = jobs.watch("tune_job")
@@ -93,17 +95,17 @@ if name:
                                                            "escalation_rate", "n")}}]
                                   ).to_pandas(), hide_index=True)
         left, right = st.columns(2)
-        left.plotly_chart(tune_charts.pareto(result), width="stretch")
-        right.plotly_chart(tune_charts.history(result), width="stretch")
+        left.plotly_chart(tune_charts.pareto_figure(result), width="stretch")
+        right.plotly_chart(tune_charts.history_figure(result), width="stretch")
         with st.expander("Parameter importances"), ui.user_errors():
-            st.plotly_chart(tune_charts.importances(result), width="stretch")
+            st.plotly_chart(tune_charts.importance_figure(result.storage, result.study_name),
+                            width="stretch")
         trials_frame = result.trials
         st.dataframe(trials_frame.to_pandas(), hide_index=True, width="stretch",
                      key="tune_trials_table")
         pick_cols = st.columns([0.3, 0.4, 0.3])
         number = pick_cols[0].number_input("Trial to save", 0, max(trials_frame.height - 1, 0),
-                                           int(result.best_trial) if hasattr(result, "best_trial")
-                                           else 0, key="tune_pick")
+                                           int(result.best_trial or 0), key="tune_pick")
         pname = pick_cols[1].text_input("Save as policy", f"{name}-tuned", key="tune_pname")
         if pick_cols[2].button("Save to the catalog", key="tune_save"):
             with ui.user_errors():

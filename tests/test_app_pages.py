@@ -176,3 +176,22 @@ def test_compare_page_runs_the_bundled_model(home: Path) -> None:
     assert outcomes.height == 5 and outcomes["confidence"].is_between(0, 1).all()
     tables = [d.value for d in at.dataframe]
     assert any("cost_per_success" in t.columns and t["n"].tolist() == [5] for t in tables)
+
+
+def test_tune_page_tunes_and_saves_a_trial(home: Path) -> None:
+    _recorded_workload(home)
+    at = _app("pages/tune.py").run()
+    _no_exceptions(at)
+    at.number_input(key="tune_trials").set_value(30).run()
+    at.button(key="tune_go").click().run()
+    _no_exceptions(at)
+    assert not at.error, [e.value for e in at.error]
+    labels = {m.label: m.value for m in at.metric}
+    assert "Holdout quality" in labels and 0.0 <= float(labels["Holdout quality"]) <= 1.0
+    at.text_input(key="tune_pname").set_value("tuned").run()
+    at.button(key="tune_save").click().run()
+    _no_exceptions(at)
+    assert any("Saved tuned version 1" in s.value for s in at.success)
+    from workbench.catalog import Catalog
+
+    assert Catalog(home).get_policy("tuned").workload == "support-triage"
