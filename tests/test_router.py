@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import statistics
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from workbench.export import export_policy
 from workbench.policy import Policy
 from workbench.providers.base import Request
 from workbench.replay import replay
-from workbench.router import PolicyRouter, read_log, redact_pii
+from workbench.router import PolicyRouter, model_configs, read_log, redact_pii
 from workbench.workloads.samples import generate
 
 SECRET = "sk-test-SECRET123"
@@ -206,7 +207,7 @@ def test_live_decisions_equal_replay(tmp_path: Path, gguf: str, store: Any,
     what the providers returned as the workload's outcomes, replay the same policy, and compare
     decisions item by item."""
     sample = generate("support-triage")
-    items = sample.items.head(14)
+    items = sample.items.head(10)
     store.add_workload_frame("st-live", items, task_type="classification", source="test",
                              label_set=sample.label_set)
     labels = list(sample.label_set or LABELS)
@@ -225,7 +226,11 @@ def test_live_decisions_equal_replay(tmp_path: Path, gguf: str, store: Any,
         "tiers": [{"model": "cheap", "accept_above": 0.5, "verifier": "valid_label"},
                   {"model": "strong"}],
     }
-    router = make_router(Policy.validate_data(base), tmp_path, log=False)
+    # two few-shot examples for the server (a short prompt keeps the test quick)
+    short = {"strong": replace(model_configs(Policy.validate_data(base))["strong"], few_shot={
+        "classification": [("I was charged twice this month.", "billing"),
+                           ("My parcel is lost.", "shipping")]})}
+    router = make_router(Policy.validate_data(base), tmp_path, log=False, configs=short)
     # the cheap tier's confidences first, to put the threshold where both branches occur
     cheap = router.provider("cheap")
     conf = {
@@ -235,7 +240,7 @@ def test_live_decisions_equal_replay(tmp_path: Path, gguf: str, store: Any,
     }
     base["tiers"][0]["accept_above"] = statistics.median(c for c in conf.values() if c)
     policy = Policy.validate_data(base)
-    router = make_router(policy, tmp_path)
+    router = make_router(policy, tmp_path, configs=short)
     rows: list[dict[str, Any]] = []
     live: dict[str, Any] = {}
     for r in items.iter_rows(named=True):
