@@ -98,7 +98,8 @@ def test_apply_params_validates() -> None:
     """Sampled values produce a validated policy; duplicate tier models are refused."""
     policy = base_policy()
     p = tn.apply_params(policy, {"tiers.0.accept_above": 0.25, "preroute.preroute_below": 0.4})
-    assert p.tiers[0].accept_above == 0.25 and p.preroute.preroute_below == 0.4  # type: ignore[union-attr]
+    assert p.tiers[0].accept_above == 0.25
+    assert p.preroute.preroute_below == 0.4  # type: ignore[union-attr]
     with pytest.raises(WorkbenchError, match="appears in two tiers"):
         tn.apply_params(policy, {"tiers.0.model": "mid"})
 

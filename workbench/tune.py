@@ -1386,10 +1386,11 @@ def _record_study(home: Any, name: str, url: str, workload: str, spec: Objective
                              objective=spec.kind, replace=True)
 
 
-def front_vs_singles(result: TuneResult, split: str = "holdout",
-                     tol: float = 1e-9) -> pl.DataFrame:
+def front_vs_singles(result: TuneResult, split: str = "holdout", tol: float = 1e-9,
+                     cost_rtol: float = 0.005) -> pl.DataFrame:
     """Per single model on `split`: whether some tuned front policy reaches its quality at no
-    more cost (`matched`), and whether one is strictly better on one axis too (`dominated`)."""
+    more cost (`matched`), and whether one is also better on one axis (`dominated`: higher
+    quality, or cost lower by more than `cost_rtol`, so rounding-level savings do not count)."""
     q_col = "quality" if split == "train" else "holdout_quality"
     c_col = "cost_per_request" if split == "train" else "holdout_cost_per_request"
     fq = result.pareto[q_col].to_numpy()
@@ -1398,7 +1399,7 @@ def front_vs_singles(result: TuneResult, split: str = "holdout",
     for model, q, c in result.singles.filter(pl.col("split") == split).select(
             "model", "quality", "cost_per_request").iter_rows():
         weak = (fq >= q - tol) & (fc <= c + tol)
-        strict = weak & ((fq > q + tol) | (fc < c - tol))
+        strict = weak & ((fq > q + tol) | (fc < c * (1.0 - cost_rtol)))
         rows.append({"model": model, "quality": q, "cost_per_request": c,
                      "matched": bool(weak.any()), "dominated": bool(strict.any())})
     return pl.DataFrame(rows, schema={"model": pl.String, "quality": pl.Float64,
