@@ -681,6 +681,9 @@ def _redact(url: str) -> str:
 
 
 _MEMORY: dict[str, Any] = {}
+# masked URL (as shown in results, JSON and the catalog) -> the real one, for this process only,
+# so `trial_policy(result.storage, ...)` works without a password ever leaving memory
+_REAL_URLS: dict[str, str] = {}
 
 
 def open_storage(url: str) -> Any:
@@ -688,6 +691,7 @@ def open_storage(url: str) -> Any:
     gets a long busy timeout so several worker processes can share one file)."""
     import optuna
 
+    url = _REAL_URLS.get(url, url)
     if url == IN_MEMORY:
         return _MEMORY.setdefault(url, optuna.storages.InMemoryStorage())
     kwargs: dict[str, Any] = {}
@@ -1029,6 +1033,7 @@ def tune(
     cons_budget = spec.budget
 
     url = storage_url(storage, home)
+    _REAL_URLS[_redact(url)] = url
     st = open_storage(url)
     name = study_name or _study_name(workload, spec, base_policy, {
         "holdout": holdout, "test": test_workload, "seed": seed, "fixed": fixed,
