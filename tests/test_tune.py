@@ -156,6 +156,8 @@ def test_min_cost_relative_floor_study(store: Store, tmp_path: Path) -> None:
     assert res.best_policy.provenance is not None
     assert res.best_policy.provenance.trial == res.best_trial
     assert res.best_policy.provenance.holdout_metrics == res.holdout
+    rep = tn.evaluate_trial(store, res, res.best_trial)
+    assert rep.train == res.train and rep.holdout == res.holdout
 
     # single models and oracle for the plots; the catalog knows the study
     assert set(res.singles["split"]) == {"train", "holdout"}
@@ -374,4 +376,6 @@ def test_routerbench_holdout_is_test_only(tmp_path: Path, monkeypatch: pytest.Mo
     assert res.train["n"] == len(train_ids)
     hold_singles = res.singles.filter(pl.col("split") == "holdout")
     assert hold_singles.height == 11
+    rep = tn.evaluate_trial(s, res, res.best_trial)
+    assert rep.train == res.train and rep.holdout == res.holdout
     s.close()

@@ -770,6 +770,8 @@ class TuneResult:
     n_trials: int
     warnings: tuple[str, ...] = field(default_factory=tuple)
     timings: dict[str, float] = field(default_factory=dict)
+    holdout_share: float = 0.3
+    seed: int = 0
 
     def as_json(self) -> dict[str, Any]:
         """The CLI's JSON: `train`/`holdout` metrics plus study information."""
@@ -1044,6 +1046,7 @@ def tune(
         "split_seed": seed, "objective": spec.as_json(), "quality_floor": floor,
         "base_policy": base_policy.to_json(indent=None), "fixed": fixed, "candidates": cands,
         "router_methods": methods, "space": [p.path for p in space],
+        "router_models": router_models,
     }
     existing = _existing_trials(st, name)
     samp = make_sampler(sampler, sampler_seed(seed, worker, existing), trials)
@@ -1105,7 +1108,7 @@ def tune(
     t_end = time.perf_counter()
     result = dataclasses.replace(result, timings={
         "prepare_s": t_opt - t_start, "optimize_s": t_rep - t_opt, "report_s": t_end - t_rep,
-    })
+    }, holdout_share=holdout, seed=seed)
     if record and url != IN_MEMORY:
         _record_study(home, name, url, workload, spec)
     return result
@@ -1412,6 +1415,44 @@ def front_vs_singles(result: TuneResult, split: str = "holdout", tol: float = 1e
                                       "dominated": pl.Boolean})
 
 
+@dataclass(frozen=True)
+class TrialReport:
+    """One trial's policy with its train and holdout metrics (95% bootstrap CIs)."""
+
+    number: int
+    policy: Policy
+    train: dict[str, Any]
+    holdout: dict[str, Any]
+
+
+def evaluate_trial(store: Any, result: TuneResult, number: int) -> TrialReport:
+    """Train and holdout metrics of any trial of `result`'s study, on the same split, with a
+    learned router cross-fitted / fitted on the train items only (as for the best trial)."""
+    study = load_study(result.storage, result.study_name)
+    policy = trial_policy(result.storage, result.study_name, number)
+    split = make_split(store, result.workload, holdout=result.holdout_share, seed=result.seed,
+                       test_workload=result.test_workload)
+    train_router = hold_router = None
+    if policy.uses_router():
+        assert policy.router is not None
+        # the same model set, in the same order, as the study's router predictions
+        models = study.user_attrs.get("router_models") or list(policy.tier_models)
+        train_router = _train_predictions(split.train_items, split.train_outcomes, models,
+                                          policy.router)
+        hold_router = _fit_router(split.train_items, split.train_outcomes, models,
+                                  policy.router)
+    tr = rp.replay(policy, split.train_items, split.train_outcomes, router=train_router,
+                   seed=result.seed)
+    ho = rp.replay(policy, split.holdout_items, split.holdout_outcomes, router=hold_router,
+                   seed=result.seed)
+    train_m, hold_m = report(tr.metrics), report(ho.metrics)
+    prov = Provenance(workload=result.workload, study=result.study_name, trial=number,
+                      created=datetime.now(UTC).isoformat(timespec="seconds"),
+                      package_version=_version(), train_metrics=train_m,
+                      holdout_metrics=hold_m)
+    return TrialReport(number, policy.model_copy(update={"provenance": prov}), train_m, hold_m)
+
+
 # -- reading studies back ----------------------------------------------------------------
 def load_study(storage: str, study_name: str) -> Any:
     """An existing Optuna study; NotFound-style error listing the stored study names."""
@@ -1450,7 +1491,7 @@ def study_trials(storage: str, study_name: str) -> pl.DataFrame:
 
 __all__ = [
     "OBJECTIVES", "FastEvaluator", "FastMetrics", "ObjectiveSpec", "Param", "Split",
-    "TuneProgress", "TuneResult", "apply_params", "default_base_policy", "front_vs_singles",
+    "TrialReport", "TuneProgress", "TuneResult", "apply_params", "evaluate_trial", "default_base_policy", "front_vs_singles",
     "frontier", "upper_hull",
     "load_study", "make_split", "open_storage", "parse_floor", "policy_summary", "report",
     "search_space", "storage_url", "strata_columns", "study_trials", "trial_policy", "tune",
