@@ -109,10 +109,17 @@ if name:
         pname = pick_cols[1].text_input("Save as policy", f"{name}-tuned", key="tune_pname")
         if pick_cols[2].button("Save to the catalog", key="tune_save"):
             with ui.user_errors():
-                pol = tn.trial_policy(result.storage, result.study_name, int(number))
+                from workbench.export import with_provenance
+
+                report = tn.evaluate_trial(store, result, int(number))
+                pol = with_provenance(
+                    report.policy.model_copy(update={"name": pname}), workload=name,
+                    workload_fingerprint=store.workload(name).fingerprint,
+                    study=result.study_name, trial=int(number), train_metrics=report.train,
+                    holdout_metrics=report.holdout)
                 saved_entry = catalog.save_policy(
-                    pname, pol.model_copy(update={"name": pname}).to_yaml(), workload=name,
-                    metrics={"train": tr, "holdout": ho})
+                    pname, pol.to_yaml(), workload=name,
+                    metrics={"train": report.train, "holdout": report.holdout})
                 st.session_state["current_policy"] = pname
                 st.success(f"Saved {pname} version {saved_entry.version}; export it on the "
                            "Export page.")

@@ -194,4 +194,10 @@ def test_tune_page_tunes_and_saves_a_trial(home: Path) -> None:
     assert any("Saved tuned version 1" in s.value for s in at.success)
     from workbench.catalog import Catalog
 
-    assert Catalog(home).get_policy("tuned").workload == "support-triage"
+    entry = Catalog(home).get_policy("tuned")
+    assert entry.workload == "support-triage"
+    from workbench.policy import Policy
+
+    prov = Policy.from_yaml(entry.body).provenance
+    assert prov is not None and prov.study and prov.trial is not None
+    assert prov.holdout_metrics and prov.holdout_metrics["n"] > 0
