@@ -348,3 +348,26 @@ def test_litellm_router_routes_live(tmp_path: Path, llama_server: LlamaServer) -
     with pytest.raises(Exception, match="(?i)tags"):
         asyncio.run(tagged("strong"))
     assert os.environ.get("LITELLM_LOCAL_MODEL_COST_MAP") == "True"
+
+
+def test_export_cli_writes_both_files(tmp_path: Path, store: object, home: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from workbench.cli import main
+
+    items, outcomes = synthetic(120)
+    store.add_workload_frame("syn", items, task_type="qa", source="test")  # type: ignore[attr-defined]
+    store.write_outcomes("syn", outcomes)  # type: ignore[attr-defined]
+    src = export_policy(make_policy(), tmp_path / "src.yaml", provenance=False)
+    hold = tmp_path / "holdout.txt"
+    hold.write_text("\n".join(items["item_id"].to_list()[:40]))
+    code = main(["export", "--policy", str(src), "--out", str(tmp_path / "out.json"),
+                 "--litellm", str(tmp_path / "litellm.yaml"), "--workload", "syn",
+                 "--holdout", str(hold), "--study", "st", "--trial", "4", "--home", str(home)])
+    assert code == 0, capsys.readouterr().err
+    loaded = load_policy_file(tmp_path / "out.json")
+    prov = loaded.provenance
+    assert prov is not None and prov.workload == "syn" and prov.study == "st"
+    assert prov.holdout_metrics["n"] == 40 and prov.train_metrics["n"] == 80  # type: ignore[index]
+    assert load_litellm_config(tmp_path / "litellm.yaml")["router_settings"]["fallbacks"]
+    code = main(["export", "--policy", str(src), "--home", str(home)])
+    assert code == 2 and "nothing to write" in capsys.readouterr().err

@@ -18,6 +18,7 @@ from workbench.policy import Policy
 from workbench.router import PolicyRouter, read_log
 from workbench.serve import PolicyServer
 
+SECRET = "sk-test-SECRET123"
 LABELS = ["billing", "shipping", "technical", "account", "refund", "other"]
 
 
@@ -143,3 +144,46 @@ def test_serve_binds_loopback_by_default(tmp_path: Path) -> None:
         assert srv.host == "127.0.0.1"
     finally:
         srv.httpd.server_close()
+
+
+@pytest.mark.slow
+def test_serve_command_answers_openai_client(tmp_path: Path) -> None:
+    """`workbench serve` as users run it (a subprocess), answered by the openai client."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from openai import OpenAI
+
+    from tests.servers import free_port
+    from workbench.export import export_policy
+
+    path = export_policy(policy(str(bundled_model_path())), tmp_path / "p.yaml")
+    port = free_port()
+    log = tmp_path / "serve.jsonl"
+    env = {**os.environ, "WORKBENCH_HOME": str(tmp_path / "home"), "OPENAI_API_KEY": SECRET}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "workbench", "serve", "--policy", str(path), "--port", str(port),
+         "--log", str(log), "--max-tokens", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0,
+                        timeout=120)
+        resp = client.chat.completions.create(
+            model="served", messages=[{"role": "user", "content": "I need a refund"}],
+            extra_body={"labels": LABELS})
+        assert resp.choices[0].message.content in LABELS
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        out = proc.communicate(timeout=30)[0].decode(errors="replace")
+    assert f"serving policy 'served' at http://127.0.0.1:{port}/v1" in out
+    assert SECRET not in out and SECRET not in log.read_text()
+    assert len(read_log(log)) == 1
