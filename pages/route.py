@@ -20,8 +20,13 @@ name = ui.workload_picker(key="route_workload", require_outcomes=True)
 if name:
     from workbench import replay as rp
 
-    items = store.items(name)
     outcomes = store.outcomes(name)
+    items = store.items(name)
+    n_all = items.height
+    # replay the items that have recorded outcomes (a run may have covered only a slice)
+    items = items.filter(pl.col("item_id").is_in(outcomes["item_id"].unique().implode()))
+    if items.height < n_all:
+        st.caption(f"{items.height} of {n_all} items have recorded outcomes; replaying those.")
     summaries = compose.summarize(outcomes)
     specs = compose.model_specs(store, name, catalog.list_models())
     names = [s.name for s in summaries]

@@ -201,3 +201,31 @@ def test_tune_page_tunes_and_saves_a_trial(home: Path) -> None:
     prov = Policy.from_yaml(entry.body).provenance
     assert prov is not None and prov.study and prov.trial is not None
     assert prov.holdout_metrics and prov.holdout_metrics["n"] > 0
+
+
+@pytest.mark.slow
+def test_home_first_run_journey(home: Path) -> None:
+    """The whole no-key journey from the Home page: samples, run (real llama.cpp, two
+    quantization levels), compose, tune, export download."""
+    at = _app()
+    at.default_timeout = 600
+    at.run()
+    at.button(key="home_load_samples").click().run()
+    _no_exceptions(at)
+    at.button(key="home_run").click().run()
+    _no_exceptions(at)
+    assert any("40 items x 2 models: 80 calls" in s.value for s in at.success), \
+        [s.value for s in at.success] + [e.value for e in at.error]
+    at.button(key="home_compose").click().run()
+    _no_exceptions(at)
+    assert any("Replayed on the recorded items: quality" in c.value for c in at.caption)
+    at.button(key="home_tune").click().run()
+    _no_exceptions(at)
+    assert not at.error, [e.value for e in at.error]
+    assert any("Held-out quality" in c.value for c in at.caption)
+    from workbench.catalog import Catalog
+    from workbench.export import load_policy_text
+
+    entry = Catalog(home).get_policy("starter-policy-tuned")
+    policy = load_policy_text(entry.body)
+    assert policy.provenance is not None and policy.provenance.holdout_metrics

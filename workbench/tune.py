@@ -618,15 +618,25 @@ class Split:
     notes: tuple[str, ...] = ()
 
 
+def _recorded(store: Any, workload: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Items of a workload that have at least one recorded outcome, with the outcomes."""
+    outcomes = store.outcomes(workload)
+    items = store.items(workload)
+    if outcomes.height == 0:
+        raise WorkbenchError(f"workload {workload!r} has no recorded outcomes: run models on "
+                             "it or import recorded outcomes first")
+    items = items.filter(pl.col("item_id").is_in(outcomes["item_id"].unique().implode()))
+    return items, outcomes
+
+
 def make_split(store: Any, workload: str, *, holdout: float = 0.3, seed: int = 0,
                test_workload: str | None = None) -> Split:
     """Train/holdout: a seeded stratified split of `workload`, or all of it against
-    `test_workload` (whose items must not repeat train items)."""
-    items = store.items(workload)
-    outcomes = store.outcomes(workload)
+    `test_workload` (whose items must not repeat train items). Only items with recorded
+    outcomes take part: a run may have covered just a slice of a workload."""
+    items, outcomes = _recorded(store, workload)
     if test_workload is not None:
-        t_items = store.items(test_workload)
-        t_out = store.outcomes(test_workload)
+        t_items, t_out = _recorded(store, test_workload)
         # an item seen in training (same id or same input) must not be scored as held out
         seen = pl.col("item_id").is_in(items["item_id"].implode()) | pl.col("input").is_in(
             items["input"].implode())
