@@ -16,6 +16,7 @@ import pytest
 
 from tests.servers import LlamaServer, bundled_model_path, free_port, llama_server_fixture
 from workbench.cli import main
+from workbench.errors import PolicyError
 from workbench.export import export_policy
 from workbench.policy import Policy
 from workbench.providers.base import Request
@@ -282,3 +283,52 @@ def test_live_decisions_equal_replay(tmp_path: Path, gguf: str, store: Any,
     live_q = [float((res.text or "").lower() == ref.lower()) if not res.refused else 0.0
               for res, ref in zip(live.values(), items["reference"], strict=True)]
     assert result.metrics.quality == pytest.approx(sum(live_q) / len(live_q))
+
+
+def test_learned_preroute_needs_a_fitted_router(tmp_path: Path, gguf: str) -> None:
+    policy = local_policy(gguf, router={"method": "logistic"},
+                          preroute={"kind": "learned", "cost_weight": 0.0})
+    with pytest.raises(PolicyError, match="learned_router="):
+        PolicyRouter(policy, log=False)
+
+
+@pytest.mark.slow
+def test_learned_preroute_live_equals_replay(tmp_path: Path, gguf: str) -> None:
+    """A router fitted on recorded outcomes picks the entry tier live as replay does."""
+    from workbench.learned import LearnedRouter
+
+    n = 120
+    train_text = [("compute the sum of " if i % 2 else "hello, where is my parcel ") + str(i)
+                  for i in range(n)]
+    items = pl.DataFrame({"item_id": [f"t{i}" for i in range(n)], "input": train_text})
+    math_item = [i % 2 == 1 for i in range(n)]
+    outcomes = pl.DataFrame({
+        "item_id": [f"t{i}" for i in range(n)] * 2,
+        "model": ["small"] * n + ["small2"] * n,
+        "quality": [0.0 if m else 1.0 for m in math_item] + [1.0] * n,
+        "cost_usd": [1e-6] * n + [1e-4] * n,
+    })
+    policy = local_policy(gguf, router={"method": "logistic", "epochs": 50},
+                          preroute={"kind": "learned", "cost_weight": 2000.0})
+    fitted = LearnedRouter.fit(items, outcomes, policy.tier_models, policy.router)
+    router = make_router(policy, tmp_path, learned_router=fitted)
+    tests = {"a": "compute the sum of 7 and 8", "b": "hello, where is my parcel now"}
+    rows = []
+    live = {}
+    for item_id, text in tests.items():
+        res = router.complete(text, request_id=item_id)
+        live[item_id] = res
+        got = dict(res.calls)
+        for model in policy.tier_models:
+            resp = got.get(model) or router.provider(model).complete(
+                Request(item_id, "generic", text))
+            rows.append({"item_id": item_id, "model": model, "output": resp.output,
+                         "quality": 1.0, "cost_usd": resp.cost_usd,
+                         "latency_ms": resp.latency_ms, "confidence": resp.confidence})
+    router.close()
+    test_items = pl.DataFrame({"item_id": list(tests), "input": list(tests.values())})
+    trace = replay(policy, test_items, pl.DataFrame(rows), router=fitted, n_boot=20).trace
+    assert [live[i].models_tried[0] for i in tests] == ["small2", "small"]
+    assert trace["models_tried"].cast(pl.String).to_list() == [
+        ">".join(live[i].models_tried) for i in tests]
+    assert live["a"].trace[0].stage == "preroute" and "predicted" in live["a"].trace[0].detail
