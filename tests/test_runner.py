@@ -207,6 +207,8 @@ def test_errors_before_running(triage: Store) -> None:
         run(triage, "nope", [cfg])
     with pytest.raises(WorkbenchError, match="unknown scorer"):
         run(triage, "support-triage", [cfg], scorer="fuzzy")
+    with pytest.raises(WorkbenchError, match="unknown model 'ghost'"):
+        run(triage, "support-triage", ["ghost"])  # names are looked up in the catalog
     assert triage.outcomes("support-triage").height == 0
 
 
@@ -274,7 +276,7 @@ def test_local_run_cancel_resume_and_cache(triage: Store) -> None:
 @pytest.fixture
 def server() -> Iterator[object]:
     servers = pytest.importorskip("tests.servers")
-    yield from servers.llama_server_fixture()
+    yield from servers.llama_server_fixture(n_threads=1)  # see local_config on threads
 
 
 @pytest.mark.slow
@@ -283,8 +285,14 @@ def test_hosted_server_killed_mid_run_then_resumed(
 ) -> None:
     monkeypatch.setenv("WORKBENCH_CONCURRENCY", "1")  # so "mid-run" is a definite point
     cfg = ModelConfig(name="srv", kind="litellm", model=server.litellm_model,  # type: ignore[attr-defined]
-                      api_base=server.api_base, timeout_s=180, max_retries=0)  # type: ignore[attr-defined]
-    n, k = 8, 3
+                      api_base=server.api_base, timeout_s=180, max_retries=0,  # type: ignore[attr-defined]
+                      max_tokens=4)  # labels are short; each token costs the server a lot
+    n, k = 6, 2
+    ghost = ModelConfig(name="ghost", kind="litellm", model="openai/no-such-model",
+                        api_base=server.api_base)  # type: ignore[attr-defined]
+    with pytest.raises(UnknownModelError, match="no-such-model"):
+        run(triage, "support-triage", [ghost], limit=n)
+    assert triage.outcomes("support-triage").height == 0
 
     def kill_after_k(done: int, total: int, model: str) -> None:
         if done == k:
@@ -318,7 +326,7 @@ def test_hosted_bad_key_is_an_auth_row_and_never_stored(
     servers = pytest.importorskip("tests.servers")
     wrong = "sk-wrong-" + "7f3a9c2e1b"
     monkeypatch.setenv("SRV_TEST_KEY", wrong)
-    with servers.LlamaServer(api_key="sk-right-0123456789") as srv:
+    with servers.LlamaServer(api_key="sk-right-0123456789", n_threads=1) as srv:
         cfg = ModelConfig(name="locked", kind="litellm", model=srv.litellm_model,
                           api_base=srv.api_base, api_key_env="SRV_TEST_KEY", timeout_s=120)
         s = run(triage, "support-triage", [cfg], limit=2)

@@ -306,7 +306,7 @@ class _ModelJob:
 def run(
     store: Store,
     workload: str,
-    configs: Sequence[ModelConfig],
+    configs: Sequence[ModelConfig | str],
     *,
     limit: int | None = None,
     progress: ProgressFn | None = None,
@@ -319,9 +319,15 @@ def run(
     """Run every item of `workload` (the first `limit` by item id) on every model; write
     outcome rows as results arrive. Cached rows are skipped; `should_stop()` is polled between
     items; `progress(done, total, model)` counts cached and finished items over all models.
+    Models are ModelConfigs or catalog names (looked up in the store's data directory).
     An unknown model raises UnknownModelError before any row of it is written."""
     if not configs:
         raise WorkbenchError("choose at least one model to run")
+    if any(isinstance(c, str) for c in configs):
+        from workbench.catalog import resolve_configs  # names are looked up in this home
+
+        configs = resolve_configs(configs, store.path.parent)
+    configs = [c for c in configs if isinstance(c, ModelConfig)]
     names = [c.name for c in configs]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:

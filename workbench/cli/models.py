@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 import time
 from typing import Any, TextIO
@@ -84,13 +85,17 @@ def _catalog(args: argparse.Namespace) -> Any:
     return catalog
 
 
-def _key_status(env_name: str | None) -> str:
-    """'set' / 'missing' / '-' for a key variable; the value itself is never shown."""
-    import os
-
-    if not env_name:
+def _key_status(config: Any) -> str:
+    """'set' / 'missing' / '-' (no key needed) for a config's key; never the key itself."""
+    if config.kind != "litellm" or (config.api_base and not config.api_key_env):
         return "-"
-    return "set" if os.environ.get(env_name) else "missing"
+    from workbench.providers.base import ProviderError
+    from workbench.providers.hosted import resolve_api_key
+
+    try:
+        return "set" if resolve_api_key(config) else "missing"
+    except ProviderError:
+        return "unknown model"
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -98,13 +103,13 @@ def cmd_list(args: argparse.Namespace) -> int:
     catalog = _catalog(args)
     configs = catalog.list_models()
     if args.json:
-        rows = [{**c.as_dict(), "key_status": _key_status(c.api_key_env)} for c in configs]
+        rows = [{**c.as_dict(), "key_status": _key_status(c)} for c in configs]
         print(json.dumps(rows, indent=2))
         return 0
     header = ("name", "kind", "model", "$in/1M", "$out/1M", "tags", "key")
     table = [
         (c.name, c.kind, _short(c.model), _price(c.input_price_per_m),
-         _price(c.output_price_per_m), ",".join(c.tags), _key_status(c.api_key_env))
+         _price(c.output_price_per_m), ",".join(c.tags), _key_status(c))
         for c in configs
     ]
     _print_table(header, table)
@@ -158,7 +163,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
     out_dir = settings.home(args.home) / "models"
     out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / f"{new_name}.gguf"
+    target = out_dir / (re.sub(r"[^A-Za-z0-9._-]+", "_", new_name) + ".gguf")
     print(f"quantizing {_short(source.model)} to {args.qtype} ...", file=sys.stderr)
     path = Path(requantize(source.model, target, args.qtype))
     config = catalog.add(
