@@ -394,7 +394,8 @@ def _header(policy: Policy) -> str:
         lines.append(
             f"  governance {rule.data_class!r} is detected by {how}: LiteLLM cannot detect it; "
             f"clients must send tags: [{rule.data_class!r}] on such requests (only models "
-            f"tagged {rule.data_class!r} then serve them)"
+            f"tagged {rule.data_class!r} then serve them; the proxy applies tag filtering, "
+            "in the SDK use Router.acompletion(..., metadata={'tags': [...]}))"
         )
     for name, spec in policy.models.items():
         if spec.provider == "local":
