@@ -122,3 +122,10 @@ def test_cursor_per_thread(store: Store) -> None:
         t.join()
     assert counts == [4, 4, 4, 4]
     assert len({id(c) for c in cursors}) == 4
+
+
+def test_recorded_items_are_those_with_outcomes(store: Store) -> None:
+    store.add_workload_frame("w", _items(4), task_type="qa", source="t")
+    assert store.recorded_items("w").height == 0
+    store.write_outcomes("w", pl.DataFrame({"item_id": ["i1", "i3"], "model": ["m", "m"]}))
+    assert store.recorded_items("w")["item_id"].to_list() == ["i1", "i3"]

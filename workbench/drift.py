@@ -146,7 +146,7 @@ def reference_from_workload(policy: Policy, store: Any, workload: str
     confidences of the items the cheap tier was attempted on."""
     from workbench.replay import replay
 
-    items = store.items(workload)
+    items = store.recorded_items(workload)
     outcomes = store.outcomes(workload, policy.used_models)
     result = replay(policy, items, outcomes)
     trace = result.trace

@@ -234,7 +234,7 @@ def provenance_from_store(
     from workbench.replay import replay
 
     info = store.workload(workload)
-    items = store.items(workload)
+    items = store.recorded_items(workload)
     outcomes = store.outcomes(workload, policy.used_models)
     train_metrics = holdout_metrics = None
     if holdout_ids:

@@ -849,8 +849,8 @@ def evaluate_single(
 def evaluate_workload(
     store: Any, workload: str, policy: Policy, *, router: Any = None, seed: int = 0
 ) -> ReplayResult:
-    """Replay `policy` over a stored workload's items and outcomes."""
-    return replay(policy, store.items(workload), store.outcomes(workload), router=router,
+    """Replay `policy` over a stored workload's recorded items (those with any outcome)."""
+    return replay(policy, store.recorded_items(workload), store.outcomes(workload), router=router,
                   seed=seed)
 
 

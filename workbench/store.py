@@ -304,6 +304,18 @@ class Store:
             sql += f" LIMIT {int(limit)}"
         return fetch_pl(self.cursor(), sql, [name])
 
+    def recorded_items(self, name: str) -> pl.DataFrame:
+        """Items with at least one recorded outcome: what replay, tuning and gates evaluate
+        when a run covered only a slice of the workload."""
+        self.workload(name)
+        return fetch_pl(
+            self.cursor(),
+            "SELECT * EXCLUDE (workload) FROM items i WHERE workload = ? AND EXISTS (SELECT 1 "
+            "FROM outcomes o WHERE o.workload = i.workload AND o.item_id = i.item_id) "
+            "ORDER BY item_id",
+            [name],
+        )
+
     def outcomes(self, name: str, models: Sequence[str] | None = None) -> pl.DataFrame:
         """Recorded outcomes of a workload (optionally only some models)."""
         self.workload(name)
