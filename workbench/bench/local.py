@@ -67,9 +67,12 @@ class ClassifyResult:
     naive_s_per_item: float
     accuracy_sum: float
     accuracy_mean: float
+    accuracy_calibrated: float
     top_quarter_accuracy: float
     same_ranking: float
+    max_logprob_delta: float
     split_modes: dict[str, int]
+    accuracy: float = 0.0
 
     @property
     def speedup(self) -> float:
@@ -110,6 +113,8 @@ def compare_classification(provider: LocalProvider, requests: Sequence[Request],
         raise WorkbenchError(f"classification failed: {errors[0]}")
     outs = [r.output for r in responses if r is not None]
     by_mean = [r.signals["top_label_by_mean"] for r in responses if r is not None]
+    by_sum = [r.signals["top_label_by_sum"] for r in responses if r is not None]
+    by_cal = [r.signals["top_label_calibrated"] for r in responses if r is not None]
     conf = np.array([r.confidence for r in responses if r is not None])
     correct = np.array([o == g for o, g in zip(outs, gold, strict=True)])
     quarter = max(1, len(correct) // 4)
@@ -124,20 +129,25 @@ def compare_classification(provider: LocalProvider, requests: Sequence[Request],
     t1 = time.perf_counter()
     naive_scores = [naive_label_scores(provider, req) for req in requests[:naive_n]]
     naive_s = time.perf_counter() - t1
-    for req, resp, scores in zip(requests[:naive_n], responses, naive_scores, strict=False):
-        assert resp is not None and resp.label_probs is not None
-        ours_rank = sorted(resp.label_probs, key=lambda lab: -resp.label_probs[lab])
-        naive_rank = sorted(scores, key=lambda lab: -scores[lab])
-        same += ours_rank == naive_rank
-        del req
+    max_delta = 0.0
+    for resp, scores in zip(responses, naive_scores, strict=False):
+        assert resp is not None
+        ours = resp.signals["label_logprobs"]
+        same += max(ours, key=ours.__getitem__) == max(scores, key=scores.__getitem__)
+        max_delta = max(max_delta, *(abs(ours[lab] - scores[lab]) for lab in scores))
     return ClassifyResult(
         n=len(requests), ours_s_per_item=ours_s / len(requests), naive_n=naive_n,
         naive_s_per_item=naive_s / max(1, naive_n),
-        accuracy_sum=float(correct.mean()),
-        accuracy_mean=float(np.mean([m == g for m, g in zip(by_mean, gold, strict=True)])),
+        accuracy_sum=_accuracy(by_sum, gold), accuracy_mean=_accuracy(by_mean, gold),
+        accuracy_calibrated=_accuracy(by_cal, gold),
         top_quarter_accuracy=float(correct[top].mean()), same_ranking=same / max(1, naive_n),
-        split_modes=modes,
+        max_logprob_delta=max_delta,
+        split_modes=modes, accuracy=float(correct.mean()),
     )
+
+
+def _accuracy(pred: Sequence[str], gold: Sequence[str]) -> float:
+    return float(np.mean([p == g for p, g in zip(pred, gold, strict=True)]))
 
 
 def support_triage_requests(n: int) -> tuple[list[Request], list[str]]:
@@ -286,7 +296,10 @@ def _classify_rows(name: str, res: ClassifyResult) -> list[tuple[str, str]]:
         (f"{name}: speedup", f"{res.speedup:.1f}"),
         (f"{name}: accuracy (sum logprob)", f"{res.accuracy_sum:.3f}"),
         (f"{name}: accuracy (mean logprob)", f"{res.accuracy_mean:.3f}"),
+        (f"{name}: accuracy (calibrated)", f"{res.accuracy_calibrated:.3f}"),
+        (f"{name}: accuracy (as returned)", f"{res.accuracy:.3f}"),
         (f"{name}: most confident quarter accuracy", f"{res.top_quarter_accuracy:.3f}"),
-        (f"{name}: same ranking as naive", f"{res.same_ranking:.0%}"),
+        (f"{name}: same top label as naive", f"{res.same_ranking:.0%}"),
+        (f"{name}: max |logprob ours - naive|", f"{res.max_logprob_delta:.4f}"),
         (f"{name}: split modes", ", ".join(f"{k}={v}" for k, v in res.split_modes.items())),
     ]

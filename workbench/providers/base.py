@@ -75,6 +75,10 @@ class ModelConfig:
                 f"model {self.name!r}: api_key_env must be the NAME of an environment variable "
                 "(letters, digits, underscores), not the key itself"
             )
+        from workbench.providers.prompts import validate_template
+
+        for task, template in (self.templates or {}).items():
+            validate_template(template, f"model {self.name!r}, template for {task!r}")
         # Normalise containers so configs from JSON/SQL compare equal to hand-written ones.
         object.__setattr__(self, "tags", tuple(self.tags))
         object.__setattr__(self, "templates", dict(self.templates or {}))
