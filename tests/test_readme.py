@@ -82,3 +82,43 @@ def test_make_app_starts_the_app(tmp_path: Path) -> None:
     finally:
         os.killpg(proc.pid, 15)
         proc.wait(timeout=30)
+
+
+def _walkthrough() -> list[str]:
+    block = README.split("<!-- cli-walkthrough:start -->", 1)[1].split(
+        "<!-- cli-walkthrough:end -->", 1)[0]
+    body = block.split("```bash", 1)[1].split("```", 1)[0]
+    return [line.strip() for line in body.strip().splitlines() if line.strip()]
+
+
+@pytest.mark.slow
+def test_cli_walkthrough_runs_as_written(tmp_path: Path) -> None:
+    """Every command of the README's CLI walk-through, in order, against a temporary home,
+    with the real console script (real local inference, tuning, export, live routing)."""
+    import shlex
+    import sys
+
+    from workbench.export import load_policy_file
+
+    exe = Path(sys.executable).parent / "workbench"
+    env = {**os.environ, "WORKBENCH_HOME": str(tmp_path / "home")}
+    outputs: dict[str, str] = {}
+    for line in _walkthrough():
+        argv = shlex.split(line)
+        assert argv[0] == "workbench"
+        proc = subprocess.run([str(exe), *argv[1:]], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=900)
+        assert proc.returncode == 0, f"{line}\n{proc.stderr[-2000:]}"
+        outputs[argv[1]] = proc.stdout
+    import json
+
+    workloads = {w["name"]: w["n_items"] for w in json.loads(outputs["workloads"])}
+    assert workloads["support-triage"] >= 300
+    compare = json.loads(outputs["compare"])
+    assert compare  # per-model metrics present
+    tuned = json.loads(outputs["tune"])
+    assert tuned["holdout"]["n"] > 0 and tuned["train"]["n"] > tuned["holdout"]["n"]
+    policy = load_policy_file(tmp_path / "policy.yaml")
+    assert policy.provenance is not None and policy.provenance.holdout_metrics
+    assert "model_list" in (tmp_path / "litellm.yaml").read_text()
+    assert outputs["route"].startswith("answer (")
