@@ -311,7 +311,7 @@ def test_learned_preroute_live_equals_replay(tmp_path: Path, gguf: str) -> None:
     policy = local_policy(gguf, router={"method": "logistic", "epochs": 50},
                           preroute={"kind": "learned", "cost_weight": 2000.0})
     fitted = LearnedRouter.fit(items, outcomes, policy.tier_models, policy.router)
-    router = make_router(policy, tmp_path, learned_router=fitted)
+    router = make_router(policy, tmp_path, learned_router=fitted, max_tokens=4)
     tests = {"a": "compute the sum of 7 and 8", "b": "hello, where is my parcel now"}
     rows = []
     live = {}
