@@ -7,6 +7,7 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -134,16 +135,16 @@ def test_policy_file_has_every_stage_and_threshold(tmp_path: Path) -> None:
     assert json.loads(policy_text(make_policy(), "json"))["fallback"] == "mid"
 
 
-def test_provenance_from_store_has_fingerprint_and_cis(store: object) -> None:
+def test_provenance_from_store_has_fingerprint_and_cis(store: Any) -> None:
     items, outcomes = synthetic(200)
-    store.add_workload_frame("syn", items, task_type="qa", source="test")  # type: ignore[attr-defined]
-    store.write_outcomes("syn", outcomes)  # type: ignore[attr-defined]
+    store.add_workload_frame("syn", items, task_type="qa", source="test")
+    store.write_outcomes("syn", outcomes)
     hold = items["item_id"].to_list()[::3]
     policy = provenance_from_store(make_policy(), store, "syn", holdout_ids=hold, trial=2)
     prov = policy.provenance
     assert prov is not None
     assert prov.workload == "syn"
-    assert prov.workload_fingerprint == store.workload("syn").fingerprint  # type: ignore[attr-defined]
+    assert prov.workload_fingerprint == store.workload("syn").fingerprint
     for metrics in (prov.train_metrics, prov.holdout_metrics):
         assert metrics is not None
         lo, hi = metrics["quality_ci"]
@@ -350,13 +351,13 @@ def test_litellm_router_routes_live(tmp_path: Path, llama_server: LlamaServer) -
     assert os.environ.get("LITELLM_LOCAL_MODEL_COST_MAP") == "True"
 
 
-def test_export_cli_writes_both_files(tmp_path: Path, store: object, home: Path,
+def test_export_cli_writes_both_files(tmp_path: Path, store: Any, home: Path,
                                       capsys: pytest.CaptureFixture[str]) -> None:
     from workbench.cli import main
 
     items, outcomes = synthetic(120)
-    store.add_workload_frame("syn", items, task_type="qa", source="test")  # type: ignore[attr-defined]
-    store.write_outcomes("syn", outcomes)  # type: ignore[attr-defined]
+    store.add_workload_frame("syn", items, task_type="qa", source="test")
+    store.write_outcomes("syn", outcomes)
     src = export_policy(make_policy(), tmp_path / "src.yaml", provenance=False)
     hold = tmp_path / "holdout.txt"
     hold.write_text("\n".join(items["item_id"].to_list()[:40]))
