@@ -148,7 +148,8 @@ def test_preroute_and_strong_share_cap(tmp_path: Path, gguf: str) -> None:
                           budgets={"max_strong_share": 0.0})
     res = make_router(capped, tmp_path).complete("Where is my parcel?", labels=LABELS)
     assert res.models_tried == ("small",) and res.model == "small"
-    assert any(d.action == "strong_share_cap" for d in res.trace)
+    final = [d for d in res.trace if d.stage == "tier"][-1]
+    assert final.action == "final" and final.detail["strong_share_cap"] == 0.0
 
 
 @pytest.mark.slow

@@ -491,13 +491,15 @@ class PolicyRouter:
         if k >= 2 and share is not None:
             with self._lock:
                 strong_ok = self._n_strong < math.floor(share * n_seen + 1e-9)
+        strong_closed = False
         if not strong_ok and avail[k - 1]:
+            strong_closed = True
             if start == k - 1:  # replay: run again without pre-routing, without the strong tier
                 avail = [tier_allowed[t] and t < k - 1 for t in range(k)]
+                trace.append(Decision("budget", "strong_share_cap", policy.tiers[k - 1].model,
+                                      {"max_strong_share": share}))
             else:
                 avail[k - 1] = False
-            trace.append(Decision("budget", "strong_share_cap", policy.tiers[k - 1].model, {
-                "max_strong_share": share}))
             if not any(avail):
                 trace.append(Decision("answer", "refused", None, {"reason": "max_strong_share"}))
                 return self._finish(rid, t_start, model_s, trace, text, classes,
@@ -578,6 +580,8 @@ class PolicyRouter:
                 answer, answer_model, used_fallback = fb, fallback, True
                 break
             if last:
+                if strong_closed and not resp.error:  # it would have escalated to the strong tier
+                    detail["strong_share_cap"] = share
                 trace.append(Decision("tier", "final" if not resp.error else "error",
                                       tier.model, detail))
                 answer, answer_model = resp, tier.model
