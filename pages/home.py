@@ -21,14 +21,18 @@ catalog = ui.catalog()
 state = journey.state(store, catalog)
 
 
-def _header(n: int, title: str, done: bool) -> None:
-    st.markdown(f"#### {'✅' if done else '⬜'} {n}. {title}")
+_headers: list[tuple[st.delta_generator.DeltaGenerator, int, str, str]] = []
+
+
+def _header(n: int, title: str, step: str) -> None:
+    """Reserve the step's header; it is drawn at the end, once this run's clicks are done."""
+    _headers.append((st.empty(), n, title, step))
 
 
 st.subheader("Get started (no API key needed)")
 
 # -- 1. samples -------------------------------------------------------------------------------
-_header(1, "Load the sample workloads", state.samples)
+_header(1, "Load the sample workloads", "samples")
 st.caption("Support triage (420 messages, 7 categories, some with PII), field extraction and "
            "arithmetic questions, generated on this machine.")
 if st.button("Load the sample workloads", type="primary" if not state.samples else "secondary",
@@ -42,7 +46,7 @@ if st.button("Load the sample workloads", type="primary" if not state.samples el
         state = journey.state(store, catalog)
 
 # -- 2. run -----------------------------------------------------------------------------------
-_header(2, f"Run two local models on {journey.SLICE} support-triage items", state.runs)
+_header(2, f"Run two local models on {journey.SLICE} support-triage items", "runs")
 st.caption(f"The bundled Gemma 3 270M (Q4_K_M) and a cheaper {journey.CHEAP_QTYPE} re-quantized "
            f"copy score each category's likelihood; about {journey.estimate_seconds():.0f} s "
            "the first time, instant when cached.")
@@ -81,7 +85,7 @@ if state.runs:
                    f"${best['cost_per_request']:.6f} per request. Details on the Compare page.")
 
 # -- 3. compose -------------------------------------------------------------------------------
-_header(3, "Compose a routing policy", state.policy)
+_header(3, "Compose a routing policy", "policy")
 st.caption("Cheapest model first; escalate to the best one when its top label probability is "
            "below 0.6 or the answer is not a valid label; PII stays on local models.")
 if st.button("Compose the starter policy", disabled=not state.runs, key="home_compose"):
@@ -97,7 +101,7 @@ if state.policy:
                    "escalated. Change thresholds live on the Route page.")
 
 # -- 4. tune ----------------------------------------------------------------------------------
-_header(4, "Tune its thresholds", state.tuned)
+_header(4, "Tune its thresholds", "tuned")
 st.caption("Optuna finds the cheapest policy keeping 95% of the best model's quality, on 70% "
            "of the items; the other 30% judge it. About 10 s.")
 if st.button("Tune", disabled=not state.policy, key="home_tune"):
@@ -120,7 +124,7 @@ if state.tuned:
                    "The Tune page shows the Pareto front.")
 
 # -- 5. export --------------------------------------------------------------------------------
-_header(5, "Export it", False)
+_header(5, "Export it", "export")
 st.caption("A versioned policy file (YAML) that `workbench serve` or the Python PolicyRouter "
            "loads, and a LiteLLM proxy config.")
 if state.tuned or state.policy:
@@ -143,3 +147,8 @@ if workloads:
               "synthetic": w.synthetic} for w in workloads],
             hide_index=True, width="stretch",
         )
+
+state = journey.state(store, catalog)
+for slot, n, title, step in _headers:
+    done = step != "export" and bool(getattr(state, step))
+    slot.markdown(f"#### {'✅' if done else '⬜'} {n}. {title}")

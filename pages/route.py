@@ -92,13 +92,13 @@ if name:
         )
         result = rp.replay(policy, items, outcomes)
         m = result.metrics
-        c = st.columns(6)
+        c = st.columns(3) + st.columns(3)
         c[0].metric("Quality", f"{m.quality:.3f}",
                     help=f"95% CI {m.quality_ci[0]:.3f} – {m.quality_ci[1]:.3f}")
         c[1].metric("Cost / request", f"${m.cost_per_request:.6f}")
         c[2].metric("Cost / success", "-" if not np.isfinite(m.cost_per_success)
                     else f"${m.cost_per_success:.6f}")
-        c[3].metric("Latency p95", f"{m.latency_p95_ms:.0f} ms")
+        c[3].metric("Latency p95", f"{m.latency_p95_ms:,.0f} ms")
         c[4].metric("Escalated", f"{m.escalation_rate:.1%}")
         c[5].metric("Refused", f"{m.refusal_rate:.1%}")
         st.caption(f"95% CI for quality: {m.quality_ci[0]:.3f} – {m.quality_ci[1]:.3f} over "

@@ -34,7 +34,7 @@ def test_home_loads_samples_in_one_click(home: Path) -> None:
     assert names.keys() >= {"support-triage", "field-extraction", "arithmetic-qa"}
     # the journey marks step 1 done once workloads exist
     at.run()
-    assert any(m.value == "✅" for m in at.markdown)
+    assert any(m.value.startswith("#### ✅ 1.") for m in at.markdown)
 
 
 def test_workloads_page_lists_counts_and_charts(home: Path) -> None:

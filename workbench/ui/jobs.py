@@ -80,7 +80,8 @@ def watch(key: str, *, poll_s: float = 0.4) -> Job | None:
     if job is None:
         return None
     if not job.finished:
-        if st.button("Cancel", key=f"{key}_cancel"):
+        cancel_slot = st.empty()
+        if cancel_slot.button("Cancel", key=f"{key}_cancel"):
             job.stop_requested = True
         bar = st.progress(0.0, text=job.label)
         while not job.finished:
@@ -93,4 +94,5 @@ def watch(key: str, *, poll_s: float = 0.4) -> Job | None:
                               f"{stop_text}")
             time.sleep(poll_s)
         bar.empty()
+        cancel_slot.empty()
     return job
