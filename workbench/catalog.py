@@ -162,22 +162,10 @@ def check_api_base(value: str | None, model_name: str = "") -> str | None:
 
 def validate_gguf(path: str | os.PathLike[str]) -> Path:
     """The resolved path of a readable GGUF file; a clear error unless the file exists and
-    starts with the GGUF magic bytes."""
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise WorkbenchError(f"GGUF file not found: {p}")
-    if not p.is_file():
-        raise WorkbenchError(f"GGUF path is not a file: {p}")
-    try:
-        with p.open("rb") as fh:
-            magic = fh.read(4)
-    except OSError as exc:
-        raise WorkbenchError(f"cannot read GGUF file {p}: {exc.strerror}") from None
-    if magic != GGUF_MAGIC:
-        raise WorkbenchError(
-            f"{p} is not a GGUF model file (it does not start with the GGUF magic bytes)"
-        )
-    return p.resolve()
+    starts with the GGUF magic bytes (the same check the local provider makes at load)."""
+    from workbench.providers.local import check_gguf  # llama_cpp itself is imported lazily
+
+    return check_gguf(path)
 
 
 def default_prices(model: str) -> tuple[float | None, float | None]:

@@ -26,8 +26,10 @@ COMMAND_MODULES = (
 
 def add_home(parser: argparse.ArgumentParser) -> None:
     """Add the common `--home` option (data directory; default WORKBENCH_HOME)."""
+    # SUPPRESS: a nested sub-command's default must not wipe a --home given before it
     parser.add_argument(
-        "--home", default=None, help="data directory (default: $WORKBENCH_HOME or data/)"
+        "--home", default=argparse.SUPPRESS,
+        help="data directory (default: $WORKBENCH_HOME or data/)",
     )
 
 
@@ -53,6 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `workbench` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not hasattr(args, "home"):
+        args.home = None
     try:
         return int(args.func(args) or 0)
     except WorkbenchError as exc:

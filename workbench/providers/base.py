@@ -31,7 +31,7 @@ Kind = Literal["local-gguf", "litellm"]
 KINDS: tuple[str, ...] = ("local-gguf", "litellm")
 
 # Bump when the way prompts are built or outputs are scored changes, so cached runs are redone.
-PROVIDER_VERSION = "1"
+PROVIDER_VERSION = "2"  # bump whenever outputs change (v2: calibrated label scoring)
 
 
 @dataclass(frozen=True)
