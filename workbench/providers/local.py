@@ -20,6 +20,7 @@ Cost = hardware $/hour (config or WORKBENCH_HARDWARE_USD_PER_HOUR) x wall time.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import math
@@ -205,6 +206,10 @@ def load_model(path: str | os.PathLike[str], n_ctx: int = 2048, threads: int = 0
             except Exception as exc:  # llama.cpp reports failures as ValueError/RuntimeError
                 raise UnknownModelError(f"cannot load GGUF {resolved}: {exc}") from None
             loaded = LoadedModel(resolved, int(n_ctx), n_threads, llm)
+            if not _MODELS:
+                # free models before interpreter teardown unloads llama.cpp's bindings, which
+                # otherwise makes Llama.__del__ print a TypeError at exit
+                atexit.register(unload_all)
             _MODELS[key] = loaded
     return loaded
 
