@@ -45,6 +45,10 @@ if name:
                         st.session_state[f"route_acc_{i}"] = float(t.accept_above)
                     st.session_state["route_tiers"] = [t.model for t in loaded.tiers
                                                        if t.model in names]
+                    absent = [t.model for t in loaded.tiers if t.model not in names]
+                    if absent:
+                        st.warning(f"{pick}: tier model(s) {', '.join(absent)} have no recorded "
+                                   f"outcomes on {name!r}, so they were left out.")
         else:
             st.caption("None yet.")
 

@@ -168,3 +168,31 @@ def test_api_key_never_reaches_home_or_output(home: Path) -> None:
     assert any(f.suffix == ".duckdb" for f in files)
     for f in files:
         assert SECRET.encode() not in f.read_bytes(), f
+
+
+def test_policy_saved_for_another_workload(home: Path) -> None:
+    """A base policy whose models have no outcomes here: a clear error on Tune (it used to be
+    "ValueError: max() arg is an empty sequence"), a warning when loaded on Route."""
+    from workbench.catalog import Catalog
+    from workbench.policy import Policy
+
+    _single_model(home)
+    body = {"name": "foreign", "models": {"cheap": {"model": "cheap"},
+                                          "strong": {"model": "strong"}},
+            "tiers": [{"model": "cheap", "accept_above": 0.6}, {"model": "strong"}]}
+    Catalog(home).save_policy("foreign", Policy.validate_data(body).to_yaml(), workload="other")
+
+    at = _app("pages/tune.py")
+    at.selectbox(key="tune_base").set_value("foreign").run()
+    at.number_input(key="tune_trials").set_value(10).run()
+    at.button(key="tune_go").click().run()
+    _no_exceptions(at, "tune foreign base")
+    errors = [e.value for e in at.error]
+    assert any("cheap, strong" in e and "no recorded outcomes" in e for e in errors), errors
+    assert not any("ValueError" in e for e in errors), errors
+
+    at = _app("pages/route.py")
+    at.selectbox(key="route_load_pick").set_value("foreign").run()
+    at.button(key="route_load").click().run()
+    _no_exceptions(at, "route load foreign")
+    assert any("cheap, strong" in w.value for w in at.warning), [w.value for w in at.warning]
