@@ -379,3 +379,27 @@ def test_routerbench_holdout_is_test_only(tmp_path: Path, monkeypatch: pytest.Mo
     rep = tn.evaluate_trial(s, res, res.best_trial)
     assert rep.train == res.train and rep.holdout == res.holdout
     s.close()
+
+
+def test_base_policy_with_unrecorded_models_is_a_clear_error(tmp_path) -> None:
+    """A policy saved for another workload names models without outcomes here."""
+    import polars as pl
+
+    from workbench.errors import WorkbenchError
+    from workbench.policy import Policy
+    from workbench.store import open_store
+    from workbench.tune import tune
+
+    store = open_store(tmp_path)
+    ids = [f"i{k}" for k in range(40)]
+    store.add_workload_frame("w", pl.DataFrame({"item_id": ids, "input": ids}),
+                             task_type="qa", source="t")
+    store.write_outcomes("w", pl.DataFrame({"item_id": ids, "model": ["a"] * 40,
+                                            "quality": [1.0] * 40, "cost_usd": [0.1] * 40}))
+    other = Policy.validate_data({"models": {"x": {"model": "x"}, "y": {"model": "y"}},
+                                  "tiers": [{"model": "x", "accept_above": 0.5},
+                                            {"model": "y"}]})
+    with pytest.raises(WorkbenchError, match="no recorded outcomes on 'w': x, y"):
+        tune(store, "w", other, objective="min-cost", quality_floor="95%", trials=2,
+             home=tmp_path)
+    store.close()

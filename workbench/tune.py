@@ -1034,6 +1034,13 @@ def tune(
             apply_params(_single_like(base, m, specs), {}), latency=False)
         for m in single_names
     }
+    missing = [m for m in base.used_models if m not in train_wl.col]
+    if missing:
+        raise WorkbenchError(
+            f"the base policy uses model(s) with no recorded outcomes on {workload!r}: "
+            f"{', '.join(missing)}; models with outcomes: {', '.join(train_wl.col) or 'none'}. "
+            "Run those models first or start from the default policy for this workload."
+        )
     floor = spec.quality_floor
     warns: list[str] = list(split.notes)
     if spec.relative_floor is not None:
