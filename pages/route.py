@@ -52,9 +52,12 @@ if name:
         else:
             st.caption("None yet.")
 
-    default = compose.default_tiers(summaries)
+    # widget state lives in session_state only (no default= as well), so loading a policy or
+    # switching workloads can set it without Streamlit's double-default warning
+    remembered = st.session_state.get("route_tiers")
+    if remembered is None or any(m not in names for m in remembered):
+        st.session_state["route_tiers"] = compose.default_tiers(summaries)
     tiers = st.multiselect("Tiers, cheap first (the last tier always answers)", names,
-                           default=st.session_state.get("route_tiers", default),
                            key="route_tiers")
     with st.expander("Recorded models on this workload", expanded=False):
         st.dataframe([{"model": s.name, "quality": round(s.quality, 4),
@@ -64,8 +67,8 @@ if name:
     cols = st.columns(max(len(tiers) - 1, 1) + 1)
     accept: list[float] = []
     for i, model in enumerate(tiers[:-1]):
-        accept.append(cols[i].slider(f"accept_above for {model}", 0.0, 1.0,
-                                     st.session_state.get(f"route_acc_{i}", 0.7), 0.01,
+        st.session_state.setdefault(f"route_acc_{i}", 0.7)
+        accept.append(cols[i].slider(f"accept_above for {model}", 0.0, 1.0, step=0.01,
                                      key=f"route_acc_{i}",
                                      help="Accept this tier's answer when its confidence is at "
                                           "least this; otherwise escalate."))
