@@ -237,3 +237,17 @@ def test_routerbench_arc_single_model_and_oracle(store):
     assert round(oracle.quality, 3) == 0.984
     assert round(oracle.cost_per_request, 6) == 0.000222
     assert round(res.baselines["single:zero-one-ai/Yi-34B-Chat"].quality, 3) == 0.918
+
+
+def test_live_verifier_agrees_with_replay_on_routerbench_style_outputs() -> None:
+    """The router and the reference verify one answer with the rule replay vectorizes:
+    RouterBench's list-literal cells with escaped newlines are valid labels."""
+    from workbench.verifiers import verify_one
+
+    labels = ["A", "B", "C", "D"]
+    assert verify_one("valid_label", "['A\\n']", labels)
+    assert verify_one("valid_label", " b. ", labels)
+    assert not verify_one("valid_label", "E", labels)
+    assert verify_one("json", '```json\n{"a": 1}\n```', [])
+    assert not verify_one("json", "not json", [])
+    assert verify_one("number", "it is 42", []) and not verify_one("number", "none", [])

@@ -47,6 +47,7 @@ from workbench import governance as gov
 from workbench.errors import PolicyError, WorkbenchError
 from workbench.metrics import N_BOOT, Metrics, aggregate
 from workbench.policy import LearnedPreroute, Policy, RulesPreroute, single
+from workbench.verifiers import CODE_FENCE_CLOSE, CODE_FENCE_OPEN, ESCAPED_WS, LABEL_STRIP
 
 REFUSAL_REASONS = (
     "governance", "deny_pattern", "max_input_tokens", "max_cost_per_request", "max_strong_share",
@@ -239,11 +240,6 @@ class Workload:
         return self.cached("labels", compute)
 
 
-# valid_label: strip whitespace, quotes, brackets and a final period around the label, after
-# turning escaped whitespace ("\\n" as two characters, as in RouterBench's list-literal cells)
-# into spaces: "['A\\n']" and " b. " are the labels A and B.
-LABEL_STRIP = " \t\r\n.\"'[]()"
-ESCAPED_WS = r"\\[ntr]"
 
 
 def gov_json_valid(text: pl.Series) -> np.ndarray:
@@ -253,8 +249,8 @@ def gov_json_valid(text: pl.Series) -> np.ndarray:
 
     stripped = (
         text.str.strip_chars()
-        .str.replace(r"^```[A-Za-z]*\s*", "")
-        .str.replace(r"\s*```$", "")
+        .str.replace(CODE_FENCE_OPEN, "")
+        .str.replace(CODE_FENCE_CLOSE, "")
         .str.strip_chars()
     )
     frame = pl.DataFrame({"t": stripped}).to_arrow()

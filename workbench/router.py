@@ -52,9 +52,9 @@ from workbench.providers.base import (
     get_provider,
     redact,
 )
+from workbench.verifiers import verify_one
 
 LogText = Literal["none", "redacted", "full"]
-LABEL_STRIP = " \t\r\n.\"'"
 ProviderFactory = Callable[[ModelConfig], Provider]
 
 
@@ -224,29 +224,6 @@ def model_configs(policy: Policy, **overrides: Any) -> dict[str, ModelConfig]:
             output_price_per_m=spec.output_price_per_mtok, **overrides,
         )
     return out
-
-
-def _verify(kind: str, output: str | None, labels: Sequence[str]) -> bool:
-    """The tier verifiers, per answer (same rules as replay's vectorized ones)."""
-    if kind == "none":
-        return True
-    text = output or ""
-    if kind == "number":
-        return re.search("[0-9]", text) is not None
-    if kind == "json":
-        t = re.sub(r"^```[A-Za-z]*\s*", "", text.strip())
-        t = re.sub(r"\s*```$", "", t).strip()
-        if not t or t[0] not in "{[":
-            return False
-        try:
-            json.loads(t)
-        except ValueError:
-            return False
-        return True
-    if kind == "valid_label":
-        norm = text.strip(LABEL_STRIP).lower()
-        return norm in {lab.strip(LABEL_STRIP).lower() for lab in labels}
-    raise PolicyError(f"unknown verifier {kind!r}")
 
 
 def _tags_json(tags: Sequence[str] | Mapping[str, Any] | str | None) -> str | None:
@@ -544,7 +521,7 @@ class PolicyRouter:
             attempted_tiers.append(t)
             responses.append(resp)
             spent += resp.cost_usd
-            ver = _verify(tier.verifier, resp.output, labels_t or tier.labels)
+            ver = verify_one(tier.verifier, resp.output, labels_t or tier.labels)
             conf = self._confidence(tier.confidence, resp, ver, preds, t)
             if resp.error:  # an error is never accepted; its confidence means nothing
                 conf = None

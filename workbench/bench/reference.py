@@ -15,35 +15,7 @@ import polars as pl
 
 from workbench import governance as gov
 from workbench.policy import LearnedPreroute, Policy, RulesPreroute
-from workbench.replay import ESCAPED_WS
-from workbench.replay import LABEL_STRIP as STRIP  # noqa: E402
-
-
-def _verify(kind: str, output: str | None, labels: list[str] | None,
-            tier_labels: tuple[str, ...]) -> bool:
-    if kind == "none":
-        return True
-    text = output or ""
-    if kind == "number":
-        return re.search("[0-9]", text) is not None
-    if kind == "json":
-        import json
-
-        t = text.strip()
-        t = re.sub(r"^```[A-Za-z]*\s*", "", t)
-        t = re.sub(r"\s*```$", "", t).strip()
-        if not t.startswith(("{", "[")):
-            return False
-        try:
-            json.loads(t)
-        except ValueError:
-            return False
-        return True
-    norm = re.sub(ESCAPED_WS, " ", text).strip(STRIP).lower()
-    valid = [lab.strip(STRIP).lower() for lab in (labels or [])]
-    if not valid:
-        valid = [lab.strip(STRIP).lower() for lab in tier_labels]
-    return norm in valid
+from workbench.verifiers import verify_one
 
 
 def _score(policy: Policy, pre: RulesPreroute, item: dict[str, Any]) -> float:
@@ -166,7 +138,7 @@ def reference_replay(
                 ok.append(False)
                 continue
             labels = item.get("labels")
-            ver = _verify(tier.verifier, r_["output"], labels, tier.labels)
+            ver = verify_one(tier.verifier, r_["output"], labels or tier.labels)
             recorded = r_["confidence"]
             p = predictions[iid][tier.model] if predictions is not None else None
             if tier.confidence == "recorded":
