@@ -20,11 +20,10 @@ name = ui.workload_picker(key="route_workload", require_outcomes=True)
 if name:
     from workbench import replay as rp
 
-    outcomes = store.outcomes(name)
-    items = store.items(name)
-    n_all = items.height
-    # replay the items that have recorded outcomes (a run may have covered only a slice)
-    items = items.filter(pl.col("item_id").is_in(outcomes["item_id"].unique().implode()))
+    # the items with recorded outcomes (a run may have covered only a slice), as frames kept
+    # across reruns so replay reuses its detections and matrices on every widget change
+    items, outcomes = ui.recorded_frames(name)
+    n_all = store.workload(name).n_items
     if items.height < n_all:
         st.caption(f"{items.height} of {n_all} items have recorded outcomes; replaying those.")
     summaries = compose.summarize(outcomes)

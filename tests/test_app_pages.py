@@ -229,3 +229,25 @@ def test_home_first_run_journey(home: Path) -> None:
     entry = Catalog(home).get_policy("starter-policy-tuned")
     policy = load_policy_text(entry.body)
     assert policy.provenance is not None and policy.provenance.holdout_metrics
+
+
+def test_route_page_reuses_frames_until_outcomes_change(home: Path) -> None:
+    """A widget change replays the same frame objects (replay's per-frame cache hits); new
+    outcomes give new frames."""
+    import polars as pl
+
+    from workbench import replay
+
+    _recorded_workload(home)
+    at = _app("pages/route.py").run()
+    slots_before = list(replay._SLOTS)
+    at.slider(key="route_acc_0").set_value(0.9).run()
+    _no_exceptions(at)
+    assert list(replay._SLOTS)[-1] in slots_before  # same frames, no new prepared workload
+    store = open_store(home)
+    store.write_outcomes("support-triage", pl.DataFrame(
+        {"item_id": [store.items("support-triage")["item_id"][0]], "model": ["cheap"],
+         "quality": [0.0], "cost_usd": [0.0001], "latency_ms": [50.0], "confidence": [0.01]}))
+    at.run()
+    _no_exceptions(at)
+    assert list(replay._SLOTS)[-1] not in slots_before

@@ -316,6 +316,16 @@ class Store:
             [name],
         )
 
+    def outcomes_version(self, name: str) -> tuple[str, int, int]:
+        """A cheap content hash of a workload's outcomes (with its fingerprint): equal while
+        nothing stored for it changed, so callers can keep frames read earlier."""
+        row = self.cursor().execute(
+            "SELECT count(*), coalesce(bit_xor(hash(item_id, model, output, quality, cost_usd, "
+            "latency_ms, error, confidence)), 0) FROM outcomes WHERE workload = ?",
+            [name],
+        ).fetchone()
+        return self.workload(name).fingerprint, int(row[0]), int(row[1])
+
     def outcomes(self, name: str, models: Sequence[str] | None = None) -> pl.DataFrame:
         """Recorded outcomes of a workload (optionally only some models)."""
         self.workload(name)

@@ -10,6 +10,7 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
+import polars as pl
 import streamlit as st
 
 from workbench import settings
@@ -44,6 +45,21 @@ def _catalog(path: str):  # noqa: ANN202 - Catalog import deferred to keep start
 def catalog():  # noqa: ANN201
     """The process-wide model/policy catalog, with the bundled local model registered."""
     return _catalog(str(home_dir()))
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _recorded_frames(path: str, workload: str,
+                     version: tuple[str, int, int]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    del version  # part of the cache key only
+    st_ = open_store(path)
+    return st_.recorded_items(workload), st_.outcomes(workload)
+
+
+def recorded_frames(workload: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(items with outcomes, outcomes) of a workload: the same frame objects across reruns
+    while the stored outcomes are unchanged, so replay's per-frame cache (governance
+    detections, outcome matrices) is reused and a widget change only redoes cascade math."""
+    return _recorded_frames(str(home_dir()), workload, store().outcomes_version(workload))
 
 
 @contextlib.contextmanager
