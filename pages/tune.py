@@ -49,16 +49,6 @@ if name:
                 base = tn.default_base_policy(store, name)
             else:
                 base = Policy.from_yaml(catalog.get_policy(base_choice).body)
-                recorded = set(store.outcomes(name)["model"].unique().to_list())
-                missing = [m for m in base.used_models if m not in recorded]
-                if missing:
-                    from workbench.errors import WorkbenchError
-
-                    raise WorkbenchError(
-                        f"base policy {base_choice!r} uses model(s) {', '.join(missing)} with "
-                        f"no recorded outcomes on {name!r}; models with outcomes: "
-                        f"{', '.join(sorted(recorded))}. Pick the default cascade or a policy "
-                        "saved for this workload.")
             floor = ("95%" if floor_mode.startswith("95") else float(floor_abs)) \
                 if objective == "min-cost" else None
 

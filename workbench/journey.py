@@ -105,9 +105,7 @@ def starter_policy(store: Store, catalog: Catalog) -> Policy:
     specs = compose.model_specs(store, WORKLOAD, catalog.list_models())
     policy = compose.compose(specs, tiers, [0.6], name=STARTER_POLICY,
                              pii_allowed_tags=["local"], verifier="valid_label")
-    all_items = store.items(WORKLOAD)
-    items = all_items.filter(all_items["item_id"].is_in(outcomes["item_id"].unique().implode()))
-    metrics = replay(policy, items, outcomes).metrics
+    metrics = replay(policy, store.recorded_items(WORKLOAD), outcomes).metrics
     catalog.save_policy(STARTER_POLICY, policy.to_yaml(), workload=WORKLOAD,
                         metrics=metrics.as_dict())
     return policy
