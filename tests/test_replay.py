@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import shared_file
-from tests.reference_replay import reference_replay
+from workbench.pipeline.oracle import decide_recorded
 from tests.replay_data import (
     MODELS,
     compare,
@@ -51,7 +51,7 @@ def test_replay_equals_reference_on_random_policies(data: tuple[pl.DataFrame, pl
     for _ in range(60):
         policy = random_policy(rng)
         result = replay(policy, items, outcomes)
-        problems = compare(result.trace, reference_replay(policy, items, outcomes))
+        problems = compare(result.trace, decide_recorded(policy, items, outcomes))
         assert not problems, f"{policy.to_yaml()}\n" + "\n".join(problems[:5])
 
 
@@ -66,7 +66,7 @@ def test_replay_with_router_predictions_equals_reference(data):
         result = replay(policy, items, outcomes, router=preds)
         wl = prepare(items, outcomes)
         mean_cost = {m: float(wl.cost[wl.has[:, wl.col[m]], wl.col[m]].mean()) for m in MODELS}
-        ref = reference_replay(policy, items, outcomes, by_item, mean_cost)
+        ref = decide_recorded(policy, items, outcomes, by_item, mean_cost)
         problems = compare(result.trace, ref)
         assert not problems, f"{policy.to_yaml()}\n" + "\n".join(problems[:5])
 

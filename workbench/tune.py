@@ -27,7 +27,6 @@ import json
 import math
 import time
 import warnings
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -39,6 +38,7 @@ import polars as pl
 from workbench import replay as rp
 from workbench.errors import ConflictError, PolicyError, WorkbenchError
 from workbench.metrics import Metrics
+from workbench.pipeline import kernel
 from workbench.policy import (
     LearnedPreroute,
     ModelSpec,
@@ -56,7 +56,6 @@ REPORT_KEYS = (
     "latency_p95_ms", "escalation_rate", "refusal_rate", "answered_by", "n",
 )
 MAX_FRONT_REPLAYS = 100
-_STATIC_CACHE_SIZE = 32
 
 
 # -- objective ---------------------------------------------------------------------------
@@ -266,48 +265,10 @@ class FastMetrics:
         return {k: (v if math.isfinite(v) else None) for k, v in self.__dict__.items()}
 
 
-@dataclass
-class _Static:
-    """Threshold-independent arrays of one policy structure over one workload."""
-
-    k: int
-    active: np.ndarray
-    reason: np.ndarray
-    tier_allowed: np.ndarray
-    err: np.ndarray
-    cost: np.ndarray
-    ok_base: np.ndarray
-    conf: np.ndarray
-    tq: np.ndarray
-    tlat: np.ndarray
-    score: np.ndarray | None
-    preds: tuple[np.ndarray, np.ndarray] | None
-    fb_ok: np.ndarray | None
-    fb_cost: np.ndarray | None
-    fb_q: np.ndarray | None
-    fb_err: np.ndarray | None
-    fb_lat: np.ndarray | None
-    cols: dict[str, np.ndarray] = field(default_factory=dict)
-
-
-_DYNAMIC = ("accept_above", "preroute_below", "cost_weight", "budgets")
-
-
-def _structure_key(policy: Policy) -> str:
-    data = policy.model_dump(mode="json")
-    for tier in data["tiers"]:
-        tier.pop("accept_above", None)
-    if data.get("preroute"):
-        data["preroute"].pop("preroute_below", None)
-        data["preroute"].pop("cost_weight", None)
-    for key in ("budgets", "name", "description", "provenance", "models"):
-        data.pop(key, None)
-    return json.dumps(data, sort_keys=True)
-
-
 class FastEvaluator:
-    """Evaluates many variants of a policy over one (items, outcomes) pair: structural parts
-    are computed once and cached; each call is vectorized cascade math (mirrors replay)."""
+    """Evaluates many variants of a policy over one (items, outcomes) pair with the policy
+    kernel; the workload's facts and threshold-independent arrays are memoised across
+    calls, so a trial costs a few vectorized passes per tier."""
 
     def __init__(self, items: pl.DataFrame, outcomes: pl.DataFrame,
                  router: Any = None) -> None:
@@ -315,256 +276,33 @@ class FastEvaluator:
         frame, or a fitted LearnedRouter, exactly as `replay` takes it."""
         self.wl = rp.prepare(items, outcomes)
         self.router = router
-        self._static: OrderedDict[str, _Static] = OrderedDict()
-
-    def static(self, policy: Policy) -> _Static:
-        """The cached structural arrays of `policy` (built on first use)."""
-        key = _structure_key(policy)
-        st = self._static.get(key)
-        if st is None:
-            st = self._build(policy)
-            self._static[key] = st
-            while len(self._static) > _STATIC_CACHE_SIZE:
-                self._static.popitem(last=False)
-        else:
-            self._static.move_to_end(key)
-        return st
-
-    def _build(self, policy: Policy) -> _Static:
-        wl = self.wl
-        n = wl.n
-        k = len(policy.tiers)
-        used = policy.used_models
-        missing = [m for m in used if m not in wl.col]
-        if missing:
-            raise rp.MissingOutcomesError(
-                f"no recorded outcomes at all for model(s) {', '.join(missing)} used by the "
-                f"policy; models with outcomes: {', '.join(wl.models) or 'none'}"
-            )
-        ucols = [wl.col[m] for m in used]
-        tcols = ucols[:k]
-        allowed = np.ones((n, len(used)), dtype=bool)
-        for rule in policy.governance.rules:
-            det = rp._rule_mask(wl, rule)
-            ok_models = policy.allowed_for(rule)
-            for j, m in enumerate(used):
-                if m not in ok_models:
-                    allowed[:, j] &= ~det
-        tier_allowed = allowed[:, :k]
-        reason = np.zeros(n, dtype=np.int8)
-        reason[~tier_allowed.any(axis=1)] = rp._GOV
-        deny = np.zeros(n, dtype=bool)
-        for pattern in policy.refusal.deny_patterns:
-            deny |= wl.pattern(pattern)
-        reason[(reason == 0) & deny] = rp._DENY
-        if policy.refusal.max_input_tokens is not None:
-            tokens = np.ceil(wl.chars() / policy.refusal.chars_per_token)
-            reason[(reason == 0) & (tokens > policy.refusal.max_input_tokens)] = rp._TOKENS
-        active = reason == 0
-        need = allowed & active[:, None] & ~wl.has[:, ucols]
-        if need.any():
-            raise rp._missing_error(wl, used, need)
-        err = np.ascontiguousarray(wl.error[:, tcols])
-        preds = (rp._predictions(policy, wl, self.router, 0) if policy.uses_router() else None)
-        conf = np.empty((n, k))
-        ver_all = np.empty((n, k), dtype=bool)
-        for t, tier in enumerate(policy.tiers):
-            ver = wl.verifier(tier.model, tier.verifier, tier.labels)
-            recorded = wl.confidence[:, tcols[t]]
-            if tier.confidence == "recorded":
-                c = recorded
-            elif tier.confidence == "verifier":
-                c = ver.astype(np.float64)
-            elif tier.confidence == "router":
-                assert preds is not None
-                c = preds[0][:, t]
-            else:
-                fill = preds[0][:, t] if preds is not None else ver.astype(np.float64)
-                c = np.where(np.isnan(recorded), fill, recorded)
-            conf[:, t] = c
-            ver_all[:, t] = ver
-        score = (rp.rules_score(wl, policy.preroute)
-                 if isinstance(policy.preroute, RulesPreroute) else None)
-        fb = [None] * 5
-        if policy.fallback is not None:
-            fj = used.index(policy.fallback)
-            fc = ucols[fj]
-            fb = [allowed[:, fj], wl.cost[:, fc], wl.quality[:, fc], wl.error[:, fc],
-                  wl.latency[:, fc]]
-        tq = wl.quality[:, tcols]
-        cols = {
-            "conf": np.ascontiguousarray(conf.T),
-            "ok_base": np.ascontiguousarray((~err & ver_all).T),
-            "err": np.ascontiguousarray(err.T), "avail": np.ascontiguousarray(tier_allowed.T),
-            "cost": np.ascontiguousarray(wl.cost[:, tcols].T),
-            "lat0": np.ascontiguousarray(np.nan_to_num(wl.latency[:, tcols], nan=0.0).T),
-            "latnan": np.ascontiguousarray(np.isnan(wl.latency[:, tcols]).T),
-            "qval": np.ascontiguousarray(np.where(~err & ~np.isnan(tq), tq, 0.0).T),
-            "qnan": np.ascontiguousarray((~err & np.isnan(tq)).T),
-        }
-        if fb[0] is not None:
-            fq, fe = fb[2], fb[3]
-            cols["fb_qval"] = np.where(~fe & ~np.isnan(fq), fq, 0.0)
-            cols["fb_qnan"] = ~fe & np.isnan(fq)
-            cols["fb_lat0"] = np.nan_to_num(fb[4], nan=0.0)
-            cols["fb_latnan"] = np.isnan(fb[4])
-        if preds is not None:
-            cols["pred_masked"] = np.where(tier_allowed, preds[0], -np.inf)
-            cols["mean_cost"] = np.asarray(preds[1], dtype=np.float64)[None, :]
-        return _Static(
-            cols=cols, k=k, active=active, reason=reason, tier_allowed=tier_allowed, err=err,
-            cost=np.ascontiguousarray(wl.cost[:, tcols]), ok_base=~err & ver_all, conf=conf,
-            tq=np.ascontiguousarray(wl.quality[:, tcols]),
-            tlat=np.ascontiguousarray(wl.latency[:, tcols]), score=score, preds=preds,
-            fb_ok=fb[0], fb_cost=fb[1], fb_q=fb[2], fb_err=fb[3], fb_lat=fb[4],
-        )
 
     def evaluate(self, policy: Policy, *, latency: bool = True) -> FastMetrics:
-        """Quality, cost, p95 latency... of `policy` (the same numbers as `replay`), by a
-        column-wise cascade (k tiers, each a contiguous length-n array) of elementwise
-        boolean/arithmetic passes and reductions: no fancy indexing on the common path, no
-        `np.where` on random masks and no BLAS (all slow on a loaded 2-core machine)."""
-        st = self.static(policy)
-        n, k = self.wl.n, st.k
-        c = st.cols
-        base = [c["avail"][t] for t in range(k)]
-        pre = policy.preroute
-        prekey: np.ndarray | None = None
-        if isinstance(pre, RulesPreroute):
-            assert st.score is not None
-            to_strong = st.score < pre.preroute_below
-            avail = [base[t] & ~to_strong for t in range(k - 1)] + [base[k - 1].copy()]
-            prekey = st.score
-        elif isinstance(pre, LearnedPreroute):
-            assert st.preds is not None
-            start = np.argmax(c["pred_masked"] - pre.cost_weight * c["mean_cost"], axis=1)
-            avail = [base[t] & (start <= t) for t in range(k)]
-            prekey = st.preds[0][:, 0]
-        else:
-            avail = [b.copy() for b in base]
-        if pre is not None:
-            none_after = ~np.logical_or.reduce(avail) if k > 1 else ~avail[0]
-            avail = [avail[t] | (none_after & base[t]) for t in range(k)]
-        avail = [a & st.active for a in avail]
-        ok = [c["ok_base"][t] & (c["conf"][t] >= policy.tiers[t].accept_above)
-              for t in range(k)]
-        cap = policy.budgets.max_cost_per_request
-        att, ans, use_fb, any_eff = _cascade_cols(avail, ok, list(c["err"]), list(c["cost"]),
-                                                  cap, st.fb_ok, st.fb_cost)
-        refused = ~st.active | (~any_eff & np.logical_or.reduce(avail))
-        share = policy.budgets.max_strong_share
-        if k >= 2 and share is not None:
-            limit = int(math.floor(share * n + 1e-9))
-            if int(np.count_nonzero(att[k - 1])) > limit:
-                cand = np.flatnonzero(att[k - 1])
-                key = np.where(att[0][cand], c["conf"][0][cand],
-                               prekey[cand] if prekey is not None else 0.0)
-                key = np.nan_to_num(key, nan=0.0)
-                keep = np.zeros(cand.size, dtype=bool)
-                keep[np.argsort(key, kind="stable")[:limit]] = True
-                capped = cand[~keep]
-                avail2 = [base[t][capped] for t in range(k - 1)]
-                avail2.append(np.zeros(capped.size, dtype=bool))
-                sub = _cascade_cols(
-                    avail2, [o[capped] for o in ok], [e[capped] for e in c["err"]],
-                    [x[capped] for x in c["cost"]], cap,
-                    None if st.fb_ok is None else st.fb_ok[capped],
-                    None if st.fb_cost is None else st.fb_cost[capped],
-                )
-                for t in range(k):
-                    att[t][capped] = sub[0][t]
-                    ans[t][capped] = sub[1][t]
-                use_fb[capped] = sub[2]
-                any2 = np.logical_or.reduce(avail2)
-                refused[capped] = ~any2 | (~sub[3] & any2)
-        use_fb &= ~refused
-        q_sum = 0.0
-        n_nan = 0
-        cost_sum = 0.0
-        tried = np.zeros(n, dtype=np.int8)
-        lat = np.zeros(n) if latency else None
-        lat_nan = np.zeros(n, dtype=bool) if latency else None
-        for t in range(k):
-            a_t = att[t] & ~refused if share is not None else att[t]
-            cost_sum += float(np.einsum("i,i->", a_t, c["cost"][t]))
-            tried += a_t.view(np.int8)
-            final = ans[t] & a_t & ~use_fb
-            q_sum += float(np.einsum("i,i->", final, c["qval"][t]))
-            n_nan += int(np.count_nonzero(final & c["qnan"][t]))
-            if lat is not None and lat_nan is not None:
-                lat += a_t * c["lat0"][t]
-                lat_nan |= a_t & c["latnan"][t]
-            att[t] = a_t
-        if st.fb_ok is not None and use_fb.any():
-            assert st.fb_cost is not None
-            cost_sum += float(np.einsum("i,i->", use_fb, st.fb_cost))
-            q_sum += float(np.einsum("i,i->", use_fb, c["fb_qval"]))
-            n_nan += int(np.count_nonzero(use_fb & c["fb_qnan"]))
-            if lat is not None and lat_nan is not None:
-                lat += use_fb * c["fb_lat0"]
-                lat_nan |= use_fb & c["fb_latnan"]
-        p95 = math.nan
-        if lat is not None and lat_nan is not None:
-            served = lat[~refused & ~lat_nan]
-            if served.size:
-                p95 = float(np.percentile(served, 95))
-        n_scored = n - n_nan
+        """Quality, cost, p95 latency... of `policy`: the same numbers as `replay`, without
+        confidence intervals or a trace."""
+        d = rp.decide(policy, self.wl, self.router)
+        n = self.wl.n
+        if not latency:  # sums by reductions, no per-item arrays
+            tot = kernel.totals(policy, self.wl, d)
+            return FastMetrics(
+                quality=tot.quality, cost_per_request=tot.cost_sum / n,
+                latency_p95_ms=math.nan, strong_share=tot.n_strong / n,
+                escalation_rate=tot.n_escalated / n, refusal_rate=tot.n_refused / n,
+            )
+        a = kernel.account(policy, self.wl, d)  # p95 needs per-item latencies
+        assert a.latency is not None
+        served = a.latency[~a.refused]
+        served = served[~np.isnan(served)]
+        scored = ~np.isnan(a.quality)
+        n_scored = int(np.count_nonzero(scored))
         return FastMetrics(
-            quality=q_sum / n_scored if n_scored else math.nan,
-            cost_per_request=cost_sum / n,
-            latency_p95_ms=p95,
-            strong_share=float(np.count_nonzero(att[k - 1])) / n,
-            escalation_rate=float(np.count_nonzero(tried > 1)) / n,
-            refusal_rate=float(np.count_nonzero(refused)) / n,
+            quality=float(a.quality[scored].sum()) / n_scored if n_scored else math.nan,
+            cost_per_request=float(a.cost.sum()) / n,
+            latency_p95_ms=float(np.percentile(served, 95)) if served.size else math.nan,
+            strong_share=float(np.count_nonzero(a.strong)) / n,
+            escalation_rate=float(np.count_nonzero(a.escalated)) / n,
+            refusal_rate=float(np.count_nonzero(a.refused)) / n,
         )
-
-
-def _cascade_cols(
-    avail: list[np.ndarray], ok: list[np.ndarray], err: list[np.ndarray],
-    cost: list[np.ndarray], cap: float | None, fb_ok: np.ndarray | None,
-    fb_cost: np.ndarray | None,
-) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, np.ndarray]:
-    """One pass per tier: (attempted per tier, answered-here per tier, fallback used, some
-    tier affordable). A tier is attempted while the cost so far stays within `cap`; it stops
-    the cascade when accepted, when its error goes to a usable fallback, or when it is the
-    last affordable tier."""
-    k = len(avail)
-    n = avail[0].size
-    eff: list[np.ndarray] = []
-    spent_cols: list[np.ndarray | None] = []
-    spent = np.zeros(n) if cap is not None else None
-    for t in range(k):
-        if spent is not None and cap is not None:
-            spent = spent + avail[t] * cost[t]
-            eff.append(avail[t] & (spent <= cap))
-        else:
-            eff.append(avail[t])
-        spent_cols.append(spent)
-    is_last: list[np.ndarray] = [eff[0]] * k
-    after = np.zeros(n, dtype=bool)
-    for t in range(k - 1, -1, -1):
-        is_last[t] = eff[t] & ~after
-        after = after | eff[t]
-    done = np.zeros(n, dtype=bool)
-    use_fb = np.zeros(n, dtype=bool)
-    att: list[np.ndarray] = []
-    ans: list[np.ndarray] = []
-    for t in range(k):
-        att.append(eff[t] & ~done)
-        stop = ok[t] | is_last[t]
-        fbu = None
-        if fb_ok is not None:
-            fbu = fb_ok
-            sc = spent_cols[t]
-            if cap is not None and sc is not None and fb_cost is not None:
-                fbu = fbu & (sc + fb_cost <= cap)
-            stop = stop | (err[t] & fbu)
-        stop = stop & att[t]
-        ans.append(stop)
-        if fbu is not None:
-            use_fb = use_fb | (stop & err[t] & fbu)
-        done = done | stop
-    return att, ans, use_fb, after
 
 
 # -- learned router plumbing -------------------------------------------------------------

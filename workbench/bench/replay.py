@@ -18,7 +18,7 @@ import time
 import numpy as np
 import polars as pl
 
-from workbench.bench.reference import reference_replay
+from workbench.pipeline.oracle import decide_recorded
 from workbench.errors import WorkbenchError
 from workbench.policy import Policy
 from workbench.replay import clear_cache, replay
@@ -150,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
         pl.col("item_id").is_in(items["item_id"].head(n_ref).implode()))
     ours_sub = replay(policy, sub_items, sub_out, seed=args.seed).trace
     t0 = time.perf_counter()
-    ref = reference_replay(policy, sub_items, sub_out)
+    ref = decide_recorded(policy, sub_items, sub_out)
     ref_s = time.perf_counter() - t0
     ref_scaled = ref_s * n / n_ref
     mismatches = _agree(ours_sub, ref)
