@@ -9,7 +9,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import shared_file
-from workbench.pipeline.oracle import decide_recorded
 from tests.replay_data import (
     MODELS,
     compare,
@@ -17,6 +16,7 @@ from tests.replay_data import (
     make_outcomes,
     random_policy,
 )
+from workbench.pipeline.oracle import decide_recorded
 from workbench.policy import Policy
 from workbench.replay import (
     MissingOutcomesError,

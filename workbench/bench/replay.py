@@ -18,8 +18,8 @@ import time
 import numpy as np
 import polars as pl
 
-from workbench.pipeline.oracle import decide_recorded
 from workbench.errors import WorkbenchError
+from workbench.pipeline.oracle import decide_recorded
 from workbench.policy import Policy
 from workbench.replay import clear_cache, replay
 
