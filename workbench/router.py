@@ -1,35 +1,22 @@
 """The runtime router: executes an exported policy live, with the providers, one request at a time.
 
-`PolicyRouter.from_file(path).complete(prompt_or_messages)` runs the policy's pipeline with the
-same decision rules replay applies to recorded outcomes (see `workbench.replay`), so given the
-same confidences the live decisions equal replay's:
+`PolicyRouter.from_file(path).complete(prompt_or_messages)` runs `workbench.pipeline.spec.decide`
+on the request, the same specification replay's kernel is held to, with the providers behind
+its calls: so given the same answers and confidences, live decisions equal replayed ones.
 
-1. governance (built-in detectors, custom patterns, request tags) narrows the allowed models;
-   no allowed tier -> refused "governance";
-2. refusal: deny patterns, ceil(chars / chars_per_token) > max_input_tokens;
-3. pre-routing picks the entry tier (rules score < preroute_below -> strong tier; learned ->
-   max predicted success - cost_weight x mean cost, needs a fitted router);
-4. cascade from the entry tier over allowed tiers: accept when no error, the verifier passes and
-   confidence >= accept_above; the last tier reached answers;
-5. fallback: a tier's provider error -> the fallback model answers (when allowed);
-6. budgets: a tier is called only while cost so far + its estimated cost (prompt tokens at its
-   input price + max_tokens at its output price) stays within max_cost_per_request; the strong
-   tier is reached by at most floor(max_strong_share x requests so far) requests (online form
-   of replay's global cap).
-
-Live differences from replay, by necessity: the cost cap uses an estimate before the call, and
-the strong-share cap is applied online. Every request appends one JSON line to the decision
-log (no secrets; input text redacted of PII by default) and records the router's own overhead
-(wall time minus time inside provider calls).
+Live differences from replay, by necessity: the cost cap compares an estimate made before each
+call (prompt tokens at the input price + max_tokens at the output price), and the strong-share
+cap closes the strong tier online (at most floor(max_strong_share x requests so far) requests
+reach it) where replay ranks the whole workload. Every request appends one JSON line to the
+decision log (no secrets; input text redacted of PII by default) and records the router's own
+overhead (wall time minus time inside provider calls).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
-import re
 import threading
 import time
 import uuid
@@ -40,8 +27,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
-from workbench import governance as gov
+from workbench.decision_log import DecisionLog, read_log, redact_pii
 from workbench.errors import PolicyError
+from workbench.pipeline import spec
+from workbench.pipeline.facts import TextFacts
 from workbench.policy import LearnedPreroute, Policy, RulesPreroute
 from workbench.providers.base import (
     ModelConfig,
@@ -50,12 +39,14 @@ from workbench.providers.base import (
     Request,
     Response,
     get_provider,
-    redact,
 )
-from workbench.verifiers import verify_one
 
 LogText = Literal["none", "redacted", "full"]
 ProviderFactory = Callable[[ModelConfig], Provider]
+# Whether the strong tier is open to one request (request id -> open); the default is the
+# online strong-share counter.
+StrongGate = Callable[[str], bool]
+CostEstimator = Callable[[str, str], float]
 
 
 # -- results ---------------------------------------------------------------------------------
@@ -132,96 +123,25 @@ class RouteResult:
         return "\n".join(f"{i + 1}. {d}" for i, d in enumerate(self.trace))
 
 
-# -- PII redaction and the decision log -------------------------------------------------------
-_CORE = re.compile(r"[A-Za-z0-9+(].*[A-Za-z0-9)]", re.S)
-_PII_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("EMAIL", re.compile(gov.EMAIL)),
-    ("IBAN", re.compile(gov.IBAN_CANDIDATE)),
-    ("NATIONAL_ID", re.compile(gov.NATIONAL_ID)),
-    ("PAYMENT_CARD", re.compile(gov.CARD_CANDIDATE)),
-    ("PHONE", re.compile(gov.PHONE)),
-)
-
-
-def redact_pii(text: str, extra: Sequence[tuple[str, str]] = ()) -> str:
-    """`text` with every match of the governance detectors (email, IBAN, national id, card and
-    phone candidates, checksum or not) and of `extra` (label, regex) pairs replaced by
-    [LABEL]; boundary characters the patterns consume are kept."""
-
-    def sub(label: str) -> Callable[[re.Match[str]], str]:
-        def repl(m: re.Match[str]) -> str:
-            s = m.group(0)
-            core = _CORE.search(s)
-            if core is None:
-                return f"[{label}]"
-            return s[: core.start()] + f"[{label}]" + s[core.end():]
-
-        return repl
-
-    out = text
-    for label, pattern in _PII_PATTERNS:
-        out = pattern.sub(sub(label), out)
-    for label, pattern in extra:
-        out = re.sub(pattern, f"[{label.upper()}]", out)
-    return out
-
-
-class DecisionLog:
-    """Append-only JSONL decision log, one line per request, thread-safe; every line passes
-    through `redact` so no key can reach it."""
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._fh = self.path.open("a", encoding="utf-8")
-
-    def write(self, record: Mapping[str, Any]) -> None:
-        """Append one record."""
-        line = redact(json.dumps(record, default=str, ensure_ascii=False))
-        with self._lock:
-            self._fh.write(line + "\n")
-            self._fh.flush()
-
-    def close(self) -> None:
-        """Close the file."""
-        with self._lock:
-            self._fh.close()
-
-
-def read_log(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Records of a decision log (bad lines are skipped)."""
-    out = []
-    with Path(path).open(encoding="utf-8") as fh:
-        for line in fh:
-            line = line.strip()
-            if line:
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue
-    return out
-
-
 # -- models ----------------------------------------------------------------------------------
 def model_configs(policy: Policy, **overrides: Any) -> dict[str, ModelConfig]:
     """Provider configs for the policy's models: local -> local-gguf, litellm as is,
     openai_compatible -> 'openai/<model>' at its api_base; prices per 1M tokens copied.
     `overrides` (e.g. max_tokens=16) apply to every model."""
     out: dict[str, ModelConfig] = {}
-    for name, spec in policy.models.items():
-        if spec.provider == "local":
-            kind, model = "local-gguf", spec.model
-        elif spec.provider == "openai_compatible":
+    for name, mspec in policy.models.items():
+        if mspec.provider == "local":
+            kind, model = "local-gguf", mspec.model
+        elif mspec.provider == "openai_compatible":
             kind = "litellm"
-            model = spec.model if spec.model.startswith("openai/") else f"openai/{spec.model}"
+            model = mspec.model if mspec.model.startswith("openai/") else f"openai/{mspec.model}"
         else:
-            kind, model = "litellm", spec.model
+            kind, model = "litellm", mspec.model
         out[name] = ModelConfig(
-            name=name, kind=kind, model=model, api_base=spec.api_base,  # type: ignore[arg-type]
-            api_key_env=spec.api_key_env, tags=spec.tags,
-            input_price_per_m=spec.input_price_per_mtok,
-            output_price_per_m=spec.output_price_per_mtok, **overrides,
+            name=name, kind=kind, model=model, api_base=mspec.api_base,  # type: ignore[arg-type]
+            api_key_env=mspec.api_key_env, tags=mspec.tags,
+            input_price_per_m=mspec.input_price_per_mtok,
+            output_price_per_m=mspec.output_price_per_mtok, **overrides,
         )
     return out
 
@@ -236,7 +156,11 @@ def _tags_json(tags: Sequence[str] | Mapping[str, Any] | str | None) -> str | No
 
 # -- the router ------------------------------------------------------------------------------
 class PolicyRouter:
-    """Executes a policy live (see the module docstring). Thread-safe: `serve` shares one."""
+    """Executes a policy live (see the module docstring). Thread-safe: `serve` shares one.
+
+    `strong_gate` replaces the online strong-share counter (a test can close the strong tier
+    for the items replay caps); `cost_estimator(model, text)` replaces the pre-call cost
+    estimate the cost cap compares."""
 
     def __init__(
         self,
@@ -248,6 +172,8 @@ class PolicyRouter:
         log_text: LogText = "redacted",
         learned_router: Any = None,
         provider_factory: ProviderFactory = get_provider,
+        strong_gate: StrongGate | None = None,
+        cost_estimator: CostEstimator | None = None,
         **config_overrides: Any,
     ) -> None:
         self.policy = policy
@@ -268,14 +194,12 @@ class PolicyRouter:
         self.learned_router = learned_router
         self.log_text: LogText = log_text
         self._factory = provider_factory
+        self._strong_gate = strong_gate
+        self._cost_estimator = cost_estimator
         self._providers: dict[str, Provider] = {}
         self._lock = threading.Lock()
         self._n_requests = 0
         self._n_strong = 0
-        self._deny = [re.compile(p) for p in policy.refusal.deny_patterns]
-        self._rule_patterns = [[re.compile(p) for p in r.patterns]
-                               for r in policy.governance.rules]
-        self._allowed = [policy.allowed_for(r) for r in policy.governance.rules]
         self._pii_extra = [(r.data_class, p) for r in policy.governance.rules
                            for p in r.patterns]
         self._fingerprint = hashlib.sha256(policy.to_json(indent=None).encode()).hexdigest()[:16]
@@ -325,49 +249,40 @@ class PolicyRouter:
         if self.log:
             self.log.close()
 
-    # -- pieces ----------------------------------------------------------------------------
-    def _classes(self, text: str, data_class: str | None, difficulty: str | None,
-                 tags_json: str | None) -> list[int]:
-        hits = []
-        for r, rule in enumerate(self.policy.governance.rules):
-            if (any(gov.detect_one(text, d) for d in rule.detectors)
-                    or any(p.search(text) for p in self._rule_patterns[r])
-                    or any(gov.has_tag_one(data_class, difficulty, tags_json, t)
-                           for t in rule.item_tags)):
-                hits.append(r)
-        return hits
-
-    def _rules_score(self, pre: RulesPreroute, text: str, data_class: str | None,
-                     difficulty: str | None, tags_json: str | None) -> float:
-        score = pre.base_score
-        if pre.long_input_chars is not None and len(text) > pre.long_input_chars:
-            score -= pre.length_penalty
-        for tag, delta in pre.tag_scores.items():
-            if gov.has_tag_one(data_class, difficulty, tags_json, tag):
-                score += delta
-        lower = text.lower()
-        for word, delta in pre.keyword_scores.items():
-            if word.lower() in lower:
-                score += delta
-        return min(1.0, max(0.0, score))
-
-    def _predict(self, request_id: str, text: str) -> tuple[list[float], list[float]] | None:
-        if self.learned_router is None:
+    # -- facts and estimates ---------------------------------------------------------------
+    def _predict(self, request_id: str, text: str
+                 ) -> tuple[dict[str, float], dict[str, float]] | None:
+        """The learned router's predicted success and mean cost per tier model, when the
+        policy uses them (the same condition replay applies)."""
+        if self.learned_router is None or not self.policy.uses_router():
             return None
         import polars as pl
 
         frame = pl.DataFrame({"item_id": [request_id], "input": [text]})
         pred = self.learned_router.predict(frame)
         models = self.policy.tier_models
-        p = [float(pred[m][0]) for m in models]
-        mean_cost = [float(self.learned_router.mean_cost[m]) for m in models]
-        return p, mean_cost
+        return ({m: float(pred[m][0]) for m in models},
+                {m: float(self.learned_router.mean_cost[m]) for m in models})
 
-    def _estimate_cost(self, name: str, text: str) -> float:
+    def estimate_cost(self, name: str, text: str) -> float:
+        """A call's expected cost before it is made: prompt tokens (the refusal stage's
+        estimate) at the input price plus max_tokens at the output price."""
+        if self._cost_estimator is not None:
+            return self._cost_estimator(name, text)
         cfg = self.configs[name]
-        tokens_in = math.ceil(len(text) / self.policy.refusal.chars_per_token)
+        tokens_in = spec.estimated_tokens(self.policy, len(text))
         return (tokens_in * (cfg.input_price_per_m or 0.0)
                 + cfg.max_tokens * (cfg.output_price_per_m or 0.0)) / 1e6
+
+    def _strong_open(self, request_id: str, n_seen: int) -> bool:
+        """Whether this request may reach the strong tier (online strong-share cap)."""
+        if self._strong_gate is not None:
+            return self._strong_gate(request_id)
+        limit = spec.strong_share_limit(self.policy, n_seen)
+        if limit is None:
+            return True
+        with self._lock:
+            return self._n_strong < limit
 
     # -- the pipeline ------------------------------------------------------------------------
     def complete(
@@ -387,7 +302,6 @@ class PolicyRouter:
         from workbench.providers.prompts import canonical_task, request_text
 
         t_start = time.perf_counter()
-        model_s = 0.0
         policy = self.policy
         rid = request_id or uuid.uuid4().hex[:16]
         if isinstance(prompt_or_messages, str):
@@ -398,106 +312,17 @@ class PolicyRouter:
             text = request_text("", messages)
         labels_t = tuple(str(x) for x in labels) if labels else None
         task = canonical_task(task_type or "", labels_t)
-        tags_json = _tags_json(tags)
-        trace: list[Decision] = []
-        k = len(policy.tiers)
         with self._lock:
             self._n_requests += 1
             n_seen = self._n_requests
-
-        # 1. governance
-        hits = self._classes(text, data_class, difficulty, tags_json)
-        classes = tuple(policy.governance.rules[r].data_class for r in hits)
-        allowed = set(policy.models)
-        for r in hits:
-            allowed &= self._allowed[r]
-        if policy.governance.rules:
-            trace.append(Decision("governance", "classes" if hits else "clear", None, {
-                "classes": list(classes), "allowed": sorted(allowed)}))
-        tier_allowed = [t.model in allowed for t in policy.tiers]
-        reason: str | None = None
-        if not any(tier_allowed):
-            reason = "governance"
-        # 2. refusal
-        elif any(p.search(text) for p in self._deny):
-            idx = next(i for i, p in enumerate(self._deny) if p.search(text))
-            trace.append(Decision("refusal", "deny_pattern", None, {"pattern_index": idx}))
-            reason = "deny_pattern"
-        elif policy.refusal.max_input_tokens is not None:
-            est = math.ceil(len(text) / policy.refusal.chars_per_token)
-            if est > policy.refusal.max_input_tokens:
-                trace.append(Decision("refusal", "max_input_tokens", None, {
-                    "estimated_tokens": est, "max": policy.refusal.max_input_tokens}))
-                reason = "max_input_tokens"
-        if reason is not None:
-            trace.append(Decision("answer", "refused", None, {"reason": reason}))
-            return self._finish(rid, t_start, model_s, trace, text, classes, refused=reason)
-
-        # 3. pre-routing
-        start = 0
-        prekey = 0.0
-        pre = policy.preroute
-        preds = None
-        if isinstance(pre, RulesPreroute):
-            score = self._rules_score(pre, text, data_class, difficulty, tags_json)
-            prekey = score
-            if score < pre.preroute_below:
-                start = k - 1
-            trace.append(Decision("preroute", "strong" if start else "cheap", None, {
-                "score": score, "preroute_below": pre.preroute_below}))
-        elif isinstance(pre, LearnedPreroute):
-            preds = self._predict(rid, text)
-            assert preds is not None
-            p, mean_cost = preds
-            values = [p[t] - pre.cost_weight * mean_cost[t] if tier_allowed[t] else -math.inf
-                      for t in range(k)]
-            start = max(range(k), key=lambda t: (values[t], -t))
-            prekey = p[0]
-            trace.append(Decision("preroute", "entry", policy.tiers[start].model, {
-                "predicted": dict(zip(policy.tier_models, p, strict=True))}))
-        elif self.learned_router is not None and any(
-                t.confidence in ("auto", "router") for t in policy.tiers):
-            preds = self._predict(rid, text)
-        avail = [tier_allowed[t] and t >= start for t in range(k)]
-        if not any(avail):
-            avail = list(tier_allowed)
-
-        # 6b. strong-share cap (online): decide once whether this request may use the strong tier
-        share = policy.budgets.max_strong_share
-        strong_ok = True
-        if k >= 2 and share is not None:
-            with self._lock:
-                strong_ok = self._n_strong < math.floor(share * n_seen + 1e-9)
-        strong_closed = False
-        if not strong_ok and avail[k - 1]:
-            strong_closed = True
-            if start == k - 1:  # replay: run again without pre-routing, without the strong tier
-                avail = [tier_allowed[t] and t < k - 1 for t in range(k)]
-                trace.append(Decision("budget", "strong_share_cap", policy.tiers[k - 1].model,
-                                      {"max_strong_share": share}))
-            else:
-                avail[k - 1] = False
-            if not any(avail):
-                trace.append(Decision("answer", "refused", None, {"reason": "max_strong_share"}))
-                return self._finish(rid, t_start, model_s, trace, text, classes,
-                                    refused="max_strong_share")
-
-        # 4-6. cascade with fallback and the cost cap
-        cap = policy.budgets.max_cost_per_request
-        order = [t for t in range(k) if avail[t]]
-        spent = 0.0
-        tried: list[str] = []
-        attempted_tiers: list[int] = []
-        responses: list[Response] = []
+        preds = self._predict(rid, text)
+        facts = TextFacts(policy, text, data_class, difficulty, _tags_json(tags),
+                          None if preds is None else preds[0], None if preds is None else preds[1])
+        tiers = {t.model: t for t in policy.tiers}
         calls: list[tuple[str, Response]] = []
-        confidences: dict[str, float | None] = {}
-        answer: Response | None = None
-        answer_model: str | None = None
-        used_fallback = False
-        fallback = policy.fallback
-        fb_allowed = fallback is not None and fallback in allowed
+        model_s = 0.0
 
-        def call(name: str) -> Response:
+        def call(name: str) -> spec.Attempt:
             nonlocal model_s
             req = Request(item_id=rid, task_type=task, input=text, labels=labels_t,
                           messages=messages)
@@ -507,103 +332,24 @@ class PolicyRouter:
             except ProviderError as exc:  # provider construction / check failures
                 resp = Response.failure(exc)
             model_s += time.perf_counter() - t0
-            return resp
+            calls.append((name, resp))
+            tier = tiers.get(name)
+            return spec.Attempt(
+                error=resp.error is not None,
+                verifier_pass=True if tier is None else spec.verify(tier, resp.output, labels_t),
+                confidence=resp.confidence, cost=resp.cost_usd, latency_ms=resp.latency_ms)
 
-        for pos, t in enumerate(order):
-            tier = policy.tiers[t]
-            if cap is not None and spent + self._estimate_cost(tier.model, text) > cap:
-                trace.append(Decision("budget", "max_cost_per_request", tier.model, {
-                    "spent": spent, "cap": cap}))
-                break
-            resp = call(tier.model)
-            calls.append((tier.model, resp))
-            tried.append(tier.model)
-            attempted_tiers.append(t)
-            responses.append(resp)
-            spent += resp.cost_usd
-            ver = verify_one(tier.verifier, resp.output, labels_t or tier.labels)
-            conf = self._confidence(tier.confidence, resp, ver, preds, t)
-            if resp.error:  # an error is never accepted; its confidence means nothing
-                conf = None
-            confidences[tier.model] = conf
-            ok = resp.error is None and ver and conf is not None and conf >= tier.accept_above
-            detail: dict[str, Any] = {
-                "confidence": conf, "accept_above": tier.accept_above,
-                "verifier": tier.verifier, "verifier_pass": ver, "cost_usd": resp.cost_usd,
-                "latency_ms": round(resp.latency_ms, 2)}
-            if resp.error:
-                detail["error"] = resp.error
-            last = pos == len(order) - 1
-            if ok:
-                trace.append(Decision("tier", "accept", tier.model, detail))
-                answer, answer_model = resp, tier.model
-                break
-            fb_affordable = cap is None or (
-                fallback is not None and spent + self._estimate_cost(fallback, text) <= cap)
-            if resp.error and fb_allowed and fb_affordable:
-                trace.append(Decision("tier", "error", tier.model, detail))
-                assert fallback is not None
-                fb = call(fallback)
-                calls.append((fallback, fb))
-                spent += fb.cost_usd
-                tried.append(f"fallback:{fallback}")
-                fdetail: dict[str, Any] = {"cost_usd": fb.cost_usd,
-                                           "latency_ms": round(fb.latency_ms, 2)}
-                if fb.error:
-                    fdetail["error"] = fb.error
-                trace.append(Decision("fallback", "answer" if not fb.error else "error",
-                                      fallback, fdetail))
-                responses.append(fb)
-                answer, answer_model, used_fallback = fb, fallback, True
-                break
-            if last:
-                if strong_closed and not resp.error:  # it would have escalated to the strong tier
-                    detail["strong_share_cap"] = share
-                trace.append(Decision("tier", "final" if not resp.error else "error",
-                                      tier.model, detail))
-                answer, answer_model = resp, tier.model
-                break
-            trace.append(Decision("tier", "escalate", tier.model, detail))
-        if answer is None and responses:  # the cost cap stopped the cascade: last one answers
-            answer, answer_model = responses[-1], tried[-1]
-        if not responses:
-            trace.append(Decision("answer", "refused", None, {"reason": "max_cost_per_request"}))
-            return self._finish(rid, t_start, model_s, trace, text, classes,
-                                refused="max_cost_per_request")
-        reached_strong = (k - 1) in attempted_tiers and k >= 1
+        decision = spec.decide(policy, facts, call, lambda name: self.estimate_cost(name, text),
+                               strong_open=self._strong_open(rid, n_seen))
+        k = len(policy.tiers)
+        reached_strong = decision.reached(k - 1)
         if reached_strong and k >= 2:
             with self._lock:
                 self._n_strong += 1
-        assert answer is not None
-        failed = answer.error is not None
-        trace.append(Decision("answer", "failed" if failed else "answered",
-                              None if failed else answer_model,
-                              {"error": answer.error} if failed else {}))
-        return self._finish(
-            rid, t_start, model_s, trace, text, classes, answer=answer,
-            answer_model=None if failed else answer_model, tried=tuple(tried),
-            escalated=len(attempted_tiers) > 1, reached_strong=reached_strong,
-            used_fallback=used_fallback, confidences=confidences,
-            cost=sum(r.cost_usd for r in responses),
-            latency=sum(r.latency_ms for r in responses),
-            prompt_tokens=sum(r.prompt_tokens for r in responses),
-            completion_tokens=sum(r.completion_tokens for r in responses),
-            prekey=prekey, calls=tuple(calls),
-        )
-
-    def _confidence(self, source: str, resp: Response, ver: bool,
-                    preds: tuple[list[float], list[float]] | None, t: int) -> float | None:
-        if source == "recorded":
-            return resp.confidence
-        if source == "verifier":
-            return 1.0 if ver else 0.0
-        if source == "router":
-            return preds[0][t] if preds else None
-        if resp.confidence is not None:
-            return resp.confidence
-        if preds is not None:
-            return preds[0][t]
-        return 1.0 if ver else 0.0
+        trace = _trace(policy, facts, decision, calls, text,
+                       lambda name: self.estimate_cost(name, text))
+        return self._finish(rid, t_start, model_s, trace, text, decision, calls,
+                            None if preds is None else preds[0])
 
     def _finish(
         self,
@@ -612,30 +358,32 @@ class PolicyRouter:
         model_s: float,
         trace: list[Decision],
         text: str,
-        classes: tuple[str, ...],
-        *,
-        refused: str | None = None,
-        answer: Response | None = None,
-        answer_model: str | None = None,
-        tried: tuple[str, ...] = (),
-        escalated: bool = False,
-        reached_strong: bool = False,
-        used_fallback: bool = False,
-        confidences: Mapping[str, float | None] | None = None,
-        cost: float = 0.0,
-        latency: float = 0.0,
-        prompt_tokens: int = 0,
-        completion_tokens: int = 0,
-        prekey: float = 0.0,
-        calls: tuple[tuple[str, Response], ...] = (),
+        decision: spec.ItemDecision,
+        calls: list[tuple[str, Response]],
+        predicted: Mapping[str, float] | None,
     ) -> RouteResult:
-        confidences = dict(confidences or {})
-        cheap = self.policy.tiers[0].model
-        answer_conf = confidences.get(answer_model) if answer_model else None
+        policy = self.policy
+        classes = tuple(policy.governance.rules[r].data_class for r in decision.classes)
+        refused = decision.refusal
+        responses = [r for _, r in calls]
+        answer = responses[-1] if responses else None
+        answer_model = calls[-1][0] if calls else None
+        failed = answer is not None and answer.error is not None
+        if refused or failed:
+            answer_model = None
+        confidences: dict[str, float | None] = {}
+        for (name, resp), conf in zip(calls, decision.confidences, strict=False):
+            # an error is never accepted; its confidence means nothing
+            confidences[name] = None if resp.error else conf
+        tried = tuple(policy.tiers[t].model for t in decision.tried) + (
+            (f"fallback:{policy.fallback}",) if decision.fallback else ())
+        cheap = policy.tiers[0].model
         error = answer.error if answer is not None else None
-        out_text = (answer.output if answer is not None and not error else None)
-        if refused:
-            out_text = None
+        out_text = answer.output if answer is not None and not error and not refused else None
+        cost = sum(r.cost_usd for r in responses)
+        latency = sum(r.latency_ms for r in responses)
+        escalated = len(decision.tried) > 1
+        reached_strong = decision.reached(len(policy.tiers) - 1)
         total_ms = (time.perf_counter() - t_start) * 1000
         overhead_ms = max(0.0, total_ms - model_s * 1000)
         log_ms = 0.0
@@ -644,7 +392,7 @@ class PolicyRouter:
             record: dict[str, Any] = {
                 "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
                 "request_id": rid,
-                "policy": self.policy.name,
+                "policy": policy.name,
                 "policy_fingerprint": self._fingerprint,
                 "input_sha256": hashlib.sha256(text.encode()).hexdigest()[:16],
                 "input_chars": len(text),
@@ -655,17 +403,19 @@ class PolicyRouter:
                 "answered_by": answer_model,
                 "escalated": escalated,
                 "reached_strong": reached_strong,
-                "used_fallback": used_fallback,
+                "used_fallback": decision.fallback,
                 "error": error,
                 "cheap_model": cheap,
                 "cheap_confidence": confidences.get(cheap),
                 "confidences": confidences,
-                "preroute_score": prekey,
+                "preroute_score": decision.prekey,
                 "cost_usd": cost,
                 "latency_ms": round(latency, 3),
                 "overhead_ms": round(overhead_ms, 4),
                 "trace": [d.as_dict() for d in trace],
             }
+            if predicted is not None:
+                record["predicted"] = dict(predicted)
             if self.log_text == "full":
                 record["input"] = text
             elif self.log_text == "redacted":
@@ -675,12 +425,89 @@ class PolicyRouter:
         return RouteResult(
             request_id=rid, text=out_text, model=answer_model, cost_usd=cost,
             latency_ms=latency, overhead_ms=overhead_ms, trace=tuple(trace),
-            refused=refused is not None, refusal_reason=refused,
-            error=error, confidence=answer_conf, models_tried=tried, escalated=escalated,
-            reached_strong=reached_strong, used_fallback=used_fallback, data_classes=classes,
-            prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, log_ms=log_ms,
-            calls=calls,
+            refused=refused is not None, refusal_reason=refused, error=error,
+            confidence=confidences.get(answer_model) if answer_model else None,
+            models_tried=tried, escalated=escalated, reached_strong=reached_strong,
+            used_fallback=decision.fallback, data_classes=classes,
+            prompt_tokens=sum(r.prompt_tokens for r in responses),
+            completion_tokens=sum(r.completion_tokens for r in responses), log_ms=log_ms,
+            calls=tuple(calls),
         )
+
+
+def _trace(policy: Policy, facts: TextFacts, d: spec.ItemDecision,
+           calls: Sequence[tuple[str, Response]], text: str,
+           estimate: Callable[[str], float]) -> list[Decision]:
+    """The human-readable trace of a decision: each stage with what it did (never input
+    text), and each call with its confidence, verifier result, cost and latency."""
+    out: list[Decision] = []
+    k = len(policy.tiers)
+    if policy.governance.rules:
+        out.append(Decision("governance", "classes" if d.classes else "clear", None, {
+            "classes": [policy.governance.rules[r].data_class for r in d.classes],
+            "allowed": sorted(d.allowed)}))
+    if d.refusal == "deny_pattern":
+        idx = next(i for i, p in enumerate(policy.refusal.deny_patterns) if facts.pattern(p))
+        out.append(Decision("refusal", "deny_pattern", None, {"pattern_index": idx}))
+    elif d.refusal == "max_input_tokens":
+        out.append(Decision("refusal", "max_input_tokens", None, {
+            "estimated_tokens": spec.estimated_tokens(policy, len(text)),
+            "max": policy.refusal.max_input_tokens}))
+    if d.refusal in ("governance", "deny_pattern", "max_input_tokens"):
+        out.append(Decision("answer", "refused", None, {"reason": d.refusal}))
+        return out
+    pre = policy.preroute
+    if isinstance(pre, RulesPreroute):
+        out.append(Decision("preroute", "strong" if d.start else "cheap", None, {
+            "score": d.prekey, "preroute_below": pre.preroute_below}))
+    elif isinstance(pre, LearnedPreroute):
+        out.append(Decision("preroute", "entry", policy.tiers[d.start].model, {
+            "predicted": dict(facts.predictions or {})}))
+    share = policy.budgets.max_strong_share
+    if d.strong_closed and d.start == k - 1:
+        out.append(Decision("budget", "strong_share_cap", policy.tiers[k - 1].model,
+                            {"max_strong_share": share}))
+    if d.refusal is not None:  # max_strong_share, or max_cost_per_request before any call
+        if d.refusal == "max_cost_per_request" and d.order:
+            out.append(Decision("budget", "max_cost_per_request",
+                                policy.tiers[d.order[0]].model,
+                                {"spent": 0.0, "cap": policy.budgets.max_cost_per_request}))
+        out.append(Decision("answer", "refused", None, {"reason": d.refusal}))
+        return out
+    spent = 0.0
+    steps = iter(d.steps)
+    for (name, resp), step in zip(calls, steps, strict=False):
+        spent += resp.cost_usd
+        if step.action == "fallback":
+            detail: dict[str, Any] = {"cost_usd": resp.cost_usd,
+                                      "latency_ms": round(resp.latency_ms, 2)}
+            if resp.error:
+                detail["error"] = resp.error
+            out.append(Decision("fallback", "error" if resp.error else "answer", name, detail))
+            continue
+        tier = policy.tiers[policy.tier_models.index(name)]
+        detail = {"confidence": None if resp.error else step.confidence,
+                  "accept_above": tier.accept_above, "verifier": tier.verifier,
+                  "verifier_pass": step.verifier_pass, "cost_usd": resp.cost_usd,
+                  "latency_ms": round(resp.latency_ms, 2)}
+        if resp.error:
+            detail["error"] = resp.error
+        if step.action == "final" and d.strong_closed and not resp.error:
+            detail["strong_share_cap"] = share  # it would have escalated to the strong tier
+        out.append(Decision("tier", step.action, name, detail))
+    if d.answer is not None:
+        pos = d.order.index(d.answer)
+        if pos < len(d.order) - 1 and not any(s.action == "accept" for s in d.steps):
+            nxt = policy.tiers[d.order[pos + 1]].model
+            out.append(Decision("budget", "max_cost_per_request", nxt, {
+                "spent": spent, "next_estimate": estimate(nxt),
+                "cap": policy.budgets.max_cost_per_request}))
+    final_name, final = calls[-1]
+    if final.error:
+        out.append(Decision("answer", "failed", None, {"error": final.error}))
+    else:
+        out.append(Decision("answer", "answered", final_name, {}))
+    return out
 
 
 def route_text(result: RouteResult) -> str:

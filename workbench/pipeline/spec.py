@@ -108,12 +108,15 @@ class Step:
 class ItemDecision:
     """What the policy did to one item. `tried` lists attempted tier indexes in order;
     `answer` is the tier whose answer stands (None when refused or when the fallback
-    answered); `share_key` orders items for the strong-share cap."""
+    answered); `start` and `prekey` are the entry tier and pre-route key, `order` the tiers
+    the cascade could visit, `share_key` orders items for the strong-share cap."""
 
     classes: tuple[int, ...]
     allowed: frozenset[str]
     refusal: str | None
     start: int = 0
+    prekey: float = 0.0
+    order: tuple[int, ...] = ()
     tried: tuple[int, ...] = ()
     answer: int | None = None
     fallback: bool = False
@@ -261,7 +264,8 @@ def decide(
     order = cascade_order(tier_allowed, start, strong_open)
     closed = not strong_open and len(tiers) >= 2 and tier_allowed[-1]
     if not order:
-        return ItemDecision(classes, allowed, "max_strong_share", start, strong_closed=closed)
+        return ItemDecision(classes, allowed, "max_strong_share", start, prekey,
+                            strong_closed=closed)
     cap = policy.budgets.max_cost_per_request
     fallback = policy.fallback if policy.fallback in allowed else None
 
@@ -301,11 +305,11 @@ def decide(
             break
         steps.append(Step(tier.model, "escalate", conf, att.verifier_pass))
     if not tried:
-        return ItemDecision(classes, allowed, "max_cost_per_request", start,
-                            strong_closed=closed)
+        return ItemDecision(classes, allowed, "max_cost_per_request", start, prekey,
+                            tuple(order), strong_closed=closed)
     key = confs[0] if tried[0] == 0 else prekey
     return ItemDecision(
-        classes, allowed, None, start, tuple(tried), answer, used_fb,
+        classes, allowed, None, start, prekey, tuple(order), tuple(tried), answer, used_fb,
         0.0 if math.isnan(key) else key, tuple(confs), tuple(steps), closed,
     )
 
