@@ -11,18 +11,15 @@ from hypothesis import strategies as st
 from tests.conftest import shared_file
 from tests.replay_data import (
     MODELS,
-    compare,
     make_items,
     make_outcomes,
     random_policy,
 )
-from workbench.pipeline.oracle import decide_recorded
 from workbench.policy import Policy
 from workbench.replay import (
     MissingOutcomesError,
     evaluate_single,
     evaluate_workload,
-    prepare,
     replay,
     split_items,
     sweep,
@@ -43,32 +40,6 @@ def cascade(tier_models: list[str], accept: list[float], **extra: object) -> Pol
     tiers = [{"model": m, "accept_above": a, **extra} for m, a in zip(tier_models, accept,
                                                                         strict=True)]
     return Policy.validate_data({"models": SPECS, "tiers": tiers})
-
-
-def test_replay_equals_reference_on_random_policies(data: tuple[pl.DataFrame, pl.DataFrame]):
-    items, outcomes = data
-    rng = np.random.default_rng(11)
-    for _ in range(60):
-        policy = random_policy(rng)
-        result = replay(policy, items, outcomes)
-        problems = compare(result.trace, decide_recorded(policy, items, outcomes))
-        assert not problems, f"{policy.to_yaml()}\n" + "\n".join(problems[:5])
-
-
-def test_replay_with_router_predictions_equals_reference(data):
-    items, outcomes = data
-    rng = np.random.default_rng(3)
-    preds = pl.DataFrame({"item_id": items["item_id"],
-                          **{m: np.round(rng.random(items.height), 3) for m in MODELS}})
-    by_item = {r["item_id"]: r for r in preds.to_dicts()}
-    for _ in range(25):
-        policy = random_policy(rng, allow_router=True)
-        result = replay(policy, items, outcomes, router=preds)
-        wl = prepare(items, outcomes)
-        mean_cost = {m: float(wl.cost[wl.has[:, wl.col[m]], wl.col[m]].mean()) for m in MODELS}
-        ref = decide_recorded(policy, items, outcomes, by_item, mean_cost)
-        problems = compare(result.trace, ref)
-        assert not problems, f"{policy.to_yaml()}\n" + "\n".join(problems[:5])
 
 
 def _frames(seed: int, errors: float = 0.0, max_conf: float = 1.0):

@@ -4,14 +4,11 @@ constraints, persisted and resumable studies, held-out reporting, the CLI and Ro
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
-import numpy as np
 import optuna
 import polars as pl
 import pytest
-from replay_data import make_items, make_outcomes, random_policy
 
 from workbench import replay as rp
 from workbench import tune as tn
@@ -39,41 +36,6 @@ def store(tmp_path: Path) -> Store:
 
 def _url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'studies.db'}"
-
-
-# -- the kernel --------------------------------------------------------------------------
-def _close(a: float, b: float) -> bool:
-    return (math.isnan(a) and math.isnan(b)) or bool(np.isclose(a, b, rtol=1e-9, atol=1e-12))
-
-
-@pytest.mark.parametrize("with_router", [False, True])
-def test_fast_evaluator_equals_replay(with_router: bool) -> None:
-    """On random policies (governance, refusal, pre-routing, fallback, budgets) the per-trial
-    kernel gives replay's quality, cost, p95 latency, strong share, escalation and refusal."""
-    rng = np.random.default_rng(11 if with_router else 7)
-    items = make_items(250, rng)
-    outcomes = make_outcomes(items, rng)
-    router = None
-    if with_router:
-        router = pl.DataFrame({"item_id": items["item_id"],
-                               **{m: rng.random(items.height)
-                                  for m in ("tiny", "small", "medium", "large")}})
-    ev = tn.FastEvaluator(items, outcomes, router)
-    checked = 0
-    for _ in range(120):
-        policy = random_policy(rng, allow_router=with_router)
-        try:
-            want = rp.replay(policy, items, outcomes, router=router, n_boot=10).metrics
-        except WorkbenchError:
-            with pytest.raises(WorkbenchError):
-                ev.evaluate(policy)
-            continue
-        got = ev.evaluate(policy)
-        for name in ("quality", "cost_per_request", "latency_p95_ms", "strong_share",
-                     "escalation_rate", "refusal_rate"):
-            assert _close(getattr(want, name), getattr(got, name)), (name, policy.to_json())
-        checked += 1
-    assert checked > 60
 
 
 # -- search space and parameters ---------------------------------------------------------

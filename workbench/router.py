@@ -46,7 +46,7 @@ ProviderFactory = Callable[[ModelConfig], Provider]
 # Whether the strong tier is open to one request (request id -> open); the default is the
 # online strong-share counter.
 StrongGate = Callable[[str], bool]
-CostEstimator = Callable[[str, str], float]
+CostEstimator = Callable[[str, Request], float]
 
 
 # -- results ---------------------------------------------------------------------------------
@@ -160,7 +160,7 @@ class PolicyRouter:
 
     `strong_gate` replaces the online strong-share counter (a test can close the strong tier
     for the items replay caps); `cost_estimator(model, text)` replaces the pre-call cost
-    estimate the cost cap compares."""
+    estimate the cost cap compares (given the model name and the request)."""
 
     def __init__(
         self,
@@ -264,13 +264,13 @@ class PolicyRouter:
         return ({m: float(pred[m][0]) for m in models},
                 {m: float(self.learned_router.mean_cost[m]) for m in models})
 
-    def estimate_cost(self, name: str, text: str) -> float:
+    def estimate_cost(self, name: str, request: Request) -> float:
         """A call's expected cost before it is made: prompt tokens (the refusal stage's
         estimate) at the input price plus max_tokens at the output price."""
         if self._cost_estimator is not None:
-            return self._cost_estimator(name, text)
+            return self._cost_estimator(name, request)
         cfg = self.configs[name]
-        tokens_in = spec.estimated_tokens(self.policy, len(text))
+        tokens_in = spec.estimated_tokens(self.policy, len(request.input))
         return (tokens_in * (cfg.input_price_per_m or 0.0)
                 + cfg.max_tokens * (cfg.output_price_per_m or 0.0)) / 1e6
 
@@ -322,10 +322,11 @@ class PolicyRouter:
         calls: list[tuple[str, Response]] = []
         model_s = 0.0
 
+        req = Request(item_id=rid, task_type=task, input=text, labels=labels_t,
+                      messages=messages)
+
         def call(name: str) -> spec.Attempt:
             nonlocal model_s
-            req = Request(item_id=rid, task_type=task, input=text, labels=labels_t,
-                          messages=messages)
             t0 = time.perf_counter()
             try:
                 resp = self.provider(name).complete(req)
@@ -339,7 +340,7 @@ class PolicyRouter:
                 verifier_pass=True if tier is None else spec.verify(tier, resp.output, labels_t),
                 confidence=resp.confidence, cost=resp.cost_usd, latency_ms=resp.latency_ms)
 
-        decision = spec.decide(policy, facts, call, lambda name: self.estimate_cost(name, text),
+        decision = spec.decide(policy, facts, call, lambda name: self.estimate_cost(name, req),
                                strong_open=self._strong_open(rid, n_seen))
         k = len(policy.tiers)
         reached_strong = decision.reached(k - 1)
@@ -347,7 +348,7 @@ class PolicyRouter:
             with self._lock:
                 self._n_strong += 1
         trace = _trace(policy, facts, decision, calls, text,
-                       lambda name: self.estimate_cost(name, text))
+                       lambda name: self.estimate_cost(name, req))
         return self._finish(rid, t_start, model_s, trace, text, decision, calls,
                             None if preds is None else preds[0])
 

@@ -259,14 +259,15 @@ def _keep_lowest(key: np.ndarray, limit: int) -> np.ndarray:
 @dataclass(frozen=True)
 class Decisions:
     """Per-item decisions: tiers attempted and the tier where the cascade stopped (one mask
-    per tier), fallback used, refusal code (0 none, else 1 + REFUSAL_REASONS index) and
-    governance class bits."""
+    per tier), fallback used, refusal code (0 none, else 1 + REFUSAL_REASONS index),
+    governance class bits, and the items the strong-share cap closed the strong tier to."""
 
     attempted: tuple[np.ndarray, ...]
     stopped: tuple[np.ndarray, ...]
     use_fb: np.ndarray
     reason: np.ndarray
     class_bits: np.ndarray
+    strong_closed: np.ndarray
 
 
 def decide(policy: Policy, facts: ColumnFacts, preds: Predictions | None = None) -> Decisions:
@@ -295,12 +296,14 @@ def decide(policy: Policy, facts: ColumnFacts, preds: Predictions | None = None)
     attempted, stopped, use_fb, budget = _cascade(avail, ok, err, cost, cap, fb_ok, fb_cost)
     reason[budget] = BUDGET
 
+    closed = np.zeros(facts.n, dtype=bool)
     limit = strong_share_limit(policy, facts.n)
     if limit is not None and int(np.count_nonzero(attempted[k - 1])) > limit:
         cand = np.flatnonzero(attempted[k - 1])
         fallback_key = prekey[cand] if prekey is not None else np.zeros(cand.size)
         key = np.nan_to_num(np.where(attempted[0][cand], conf[0][cand], fallback_key), nan=0.0)
         capped = cand[~_keep_lowest(key, limit)]
+        closed[capped] = True
         avail2 = cascade_avail(g, k, start, strong_open=False, rows=capped)
         sub = _cascade(avail2, [o[capped] for o in ok], [e[capped] for e in err],
                        [c[capped] for c in cost], cap,
@@ -313,7 +316,7 @@ def decide(policy: Policy, facts: ColumnFacts, preds: Predictions | None = None)
         nothing = ~np.logical_or.reduce(avail2)
         reason[capped[nothing]] = STRONG
         reason[capped[sub[3]]] = BUDGET
-    return Decisions(tuple(attempted), tuple(stopped), use_fb, reason, g.class_bits)
+    return Decisions(tuple(attempted), tuple(stopped), use_fb, reason, g.class_bits, closed)
 
 
 # -- accounting -------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from workbench.replay.workload import (
 
 TRACE_COLUMNS = (
     "item_id", "models_tried", "answered_by", "refused", "refusal_reason", "governance_block",
-    "quality", "cost_usd", "latency_ms", "escalated", "error", "reached_strong",
+    "quality", "cost_usd", "latency_ms", "escalated", "error", "reached_strong", "strong_capped",
 )
 
 
@@ -161,6 +161,7 @@ def _build_trace(policy: Policy, wl: Workload, d: kernel.Decisions,
         pl.Series("escalated", a.escalated),
         pl.Series("error", a.failed),
         pl.Series("reached_strong", a.strong),
+        pl.Series("strong_capped", d.strong_closed),
     ])
 
 
