@@ -53,10 +53,12 @@ if name:
                 if objective == "min-cost" else None
 
             def work(job: jobs.Job):  # noqa: ANN202 - returns the TuneResult
-                return tn.tune(store, name, base, objective=objective, quality_floor=floor,
-                               budget=float(budget) if objective == "max-quality" else None,
-                               weight=float(weight) if objective == "weighted" else None,
-                               trials=int(trials), holdout=float(holdout), seed=int(seed),
+                settings = tn.StudySettings.create(
+                    objective, quality_floor=floor,
+                    budget=float(budget) if objective == "max-quality" else None,
+                    weight=float(weight) if objective == "weighted" else None,
+                    trials=int(trials), holdout=float(holdout), seed=int(seed))
+                return tn.tune(store, name, base, settings,
                                progress=lambda p: job.progress(
                                    p.done, p.total,
                                    f"(feasible {p.feasible_share:.0%})"),

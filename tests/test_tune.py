@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import optuna
 import polars as pl
@@ -32,6 +33,14 @@ def store(tmp_path: Path) -> Store:
     s.write_outcomes("syn", outcomes)
     yield s
     s.close()
+
+
+def run_tune(store: Store, workload: str, base: Policy | None, *, objective: str,
+             progress: Any = None, should_stop: Any = None, home: Any = None,
+             record: bool = True, **settings: Any) -> tn.TuneResult:
+    """tune() with the study settings given as keywords."""
+    return tn.tune(store, workload, base, tn.StudySettings.create(objective, **settings),
+                   progress=progress, should_stop=should_stop, home=home, record=record)
 
 
 def _url(tmp_path: Path) -> str:
@@ -81,7 +90,7 @@ def test_min_cost_relative_floor_study(store: Store, tmp_path: Path) -> None:
     trials are marked by their constraints, every trial stores its policy, and the reported
     train figures are replay's on the train split."""
     url = _url(tmp_path)
-    res = tn.tune(store, "syn", base_policy(), objective="min-cost", quality_floor="95%",
+    res = run_tune(store, "syn", base_policy(), objective="min-cost", quality_floor="95%",
                   trials=30, storage=url, study_name="s1", seed=1, home=tmp_path)
     split = tn.make_split(store, "syn", holdout=0.3, seed=1)
     singles = {m: rp.evaluate_single(m, split.train_items, split.train_outcomes).metrics
@@ -136,17 +145,17 @@ def test_seeded_runs_reproduce_and_resume_adds_new_points(store: Store, tmp_path
     new numbers and new parameter values (no duplicates)."""
     url = tn.IN_MEMORY
     kwargs = dict(objective="min-cost", quality_floor=0.8, storage=url, seed=5, record=False)
-    a = tn.tune(store, "syn", base_policy(), trials=12, study_name="seed-a", **kwargs)
-    b = tn.tune(store, "syn", base_policy(), trials=12, study_name="seed-b", **kwargs)
+    a = run_tune(store, "syn", base_policy(), trials=12, study_name="seed-a", **kwargs)
+    b = run_tune(store, "syn", base_policy(), trials=12, study_name="seed-b", **kwargs)
     assert a.trials["params"].to_list() == b.trials["params"].to_list()
     assert a.best_policy.tiers == b.best_policy.tiers
 
-    c = tn.tune(store, "syn", base_policy(), trials=10, study_name="seed-a", **kwargs)
+    c = run_tune(store, "syn", base_policy(), trials=10, study_name="seed-a", **kwargs)
     assert c.n_trials == 22
     assert c.trials["number"].to_list() == list(range(22))
     assert c.trials["params"].n_unique() == 22
     with pytest.raises(ConflictError, match="different objective"):
-        tn.tune(store, "syn", base_policy(), objective="min-cost", quality_floor=0.7,
+        run_tune(store, "syn", base_policy(), objective="min-cost", quality_floor=0.7,
                 storage=url, study_name="seed-a", seed=5, trials=1, record=False)
 
 
@@ -154,10 +163,10 @@ def test_max_quality_weighted_and_pareto(store: Store, tmp_path: Path) -> None:
     """Budget-constrained quality, the weighted objective, and a Pareto front (with latency)
     whose rows do not dominate each other and carry their policies."""
     url = tn.IN_MEMORY
-    mq = tn.tune(store, "syn", base_policy(), objective="max-quality", budget=0.002,
+    mq = run_tune(store, "syn", base_policy(), objective="max-quality", budget=0.002,
                  trials=25, storage=url, study_name="mq", record=False)
     assert mq.train["cost_per_request"] <= 0.002
-    w = tn.tune(store, "syn", base_policy(), objective="weighted", weight=50.0, trials=25,
+    w = run_tune(store, "syn", base_policy(), objective="weighted", weight=50.0, trials=25,
                 storage=url, study_name="w", record=False)
     assert w.best_trial is not None
     best_w = w.trials.filter(pl.col("number") == w.best_trial)
@@ -165,7 +174,7 @@ def test_max_quality_weighted_and_pareto(store: Store, tmp_path: Path) -> None:
     assert value == pytest.approx(max(
         q - 50.0 * c for q, c in w.trials.select("quality", "cost_per_request").iter_rows()))
 
-    pa = tn.tune(store, "syn", base_policy(), objective="pareto", latency=True, trials=30,
+    pa = run_tune(store, "syn", base_policy(), objective="pareto", latency=True, trials=30,
                  storage=url, study_name="pa", record=False, sampler="nsga2")
     study = tn.load_study(url, "pa")
     assert len(study.directions) == 3
@@ -187,7 +196,7 @@ def test_charts_and_front_comparison(store: Store, tmp_path: Path) -> None:
     from workbench import tune_charts as tc
 
     url = _url(tmp_path)
-    res = tn.tune(store, "syn", base_policy(), objective="min-cost", quality_floor=0.85,
+    res = run_tune(store, "syn", base_policy(), objective="min-cost", quality_floor=0.85,
                   trials=20, storage=url, study_name="charts", record=False)
     fig = tc.pareto_figure(res)
     names = [t.name for t in fig.data]
@@ -217,7 +226,7 @@ def test_progress_and_stop(store: Store) -> None:
         calls["n"] += 1
         return calls["n"] >= 3
 
-    res = tn.tune(store, "syn", base_policy(), objective="min-cost", quality_floor=0.8,
+    res = run_tune(store, "syn", base_policy(), objective="min-cost", quality_floor=0.8,
                   trials=50, storage=tn.IN_MEMORY, study_name="stop", record=False,
                   progress=seen.append, should_stop=stop)
     assert res.n_trials == 3
@@ -228,21 +237,21 @@ def test_progress_and_stop(store: Store) -> None:
 def test_bad_requests_are_clear(store: Store, tmp_path: Path) -> None:
     """Missing constraint values, unknown candidates and unknown workloads name the problem."""
     with pytest.raises(WorkbenchError, match="needs a quality floor"):
-        tn.tune(store, "syn", base_policy(), objective="min-cost", storage=tn.IN_MEMORY)
+        run_tune(store, "syn", base_policy(), objective="min-cost", storage=tn.IN_MEMORY)
     with pytest.raises(WorkbenchError, match="needs a budget"):
-        tn.tune(store, "syn", base_policy(), objective="max-quality", storage=tn.IN_MEMORY)
+        run_tune(store, "syn", base_policy(), objective="max-quality", storage=tn.IN_MEMORY)
     with pytest.raises(WorkbenchError, match="gpt-9"):
-        tn.tune(store, "syn", base_policy(), objective="min-cost", quality_floor=0.8,
+        run_tune(store, "syn", base_policy(), objective="min-cost", quality_floor=0.8,
                 candidates=["cheap", "gpt-9", "strong"], storage=tn.IN_MEMORY)
     with pytest.raises(WorkbenchError, match="unknown workload"):
-        tn.tune(store, "nope", base_policy(), objective="min-cost", quality_floor=0.8,
+        run_tune(store, "nope", base_policy(), objective="min-cost", quality_floor=0.8,
                 storage=tn.IN_MEMORY)
 
 
 def test_candidates_pick_tier_models(store: Store, tmp_path: Path) -> None:
     """With candidates, tier models are searched; duplicate picks are infeasible trials with
     the reason recorded, not crashes."""
-    res = tn.tune(store, "syn", base_policy(), objective="min-cost", quality_floor=0.8,
+    res = run_tune(store, "syn", base_policy(), objective="min-cost", quality_floor=0.8,
                   candidates=["cheap", "mid", "strong"], trials=30, storage=tn.IN_MEMORY,
                   study_name="cands", record=False)
     params = [json.loads(p) for p in res.trials["params"].to_list()]
@@ -315,7 +324,9 @@ def test_routerbench_holdout_is_test_only(tmp_path: Path, monkeypatch: pytest.Mo
     fresh = test_items.filter(~pl.col("item_id").is_in(list(train_ids))
                               & ~pl.col("input").is_in(list(train_inputs)))
     seen: dict[str, list[set[str]]] = {"fit": [], "cross_fit": []}
-    real_fit, real_xfit = tn._fit_router, tn._train_predictions
+    from workbench.tune import evaluate as tune_evaluate
+
+    real_fit, real_xfit = tune_evaluate._fit_router, tune_evaluate._train_predictions
 
     def spy_fit(items: pl.DataFrame, *a: object) -> object:
         seen["fit"].append(set(items["item_id"].to_list()))
@@ -325,9 +336,11 @@ def test_routerbench_holdout_is_test_only(tmp_path: Path, monkeypatch: pytest.Mo
         seen["cross_fit"].append(set(items["item_id"].to_list()))
         return real_xfit(items, *a)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(tn, "_fit_router", spy_fit)
-    monkeypatch.setattr(tn, "_train_predictions", spy_xfit)
-    res = tn.tune(s, "arc_train", None, objective="pareto", trials=20,
+    for module in ("problem", "reports"):  # where the study and its reports call them
+        monkeypatch.setattr(f"workbench.tune.{module}._fit_router", spy_fit, raising=False)
+        monkeypatch.setattr(f"workbench.tune.{module}._train_predictions", spy_xfit,
+                            raising=False)
+    res = run_tune(s, "arc_train", None, objective="pareto", trials=20,
                   test_workload="arc_test", storage=tn.IN_MEMORY, study_name="arc",
                   home=tmp_path, record=False)
     assert res.best_policy.router is not None
@@ -350,8 +363,6 @@ def test_base_policy_with_unrecorded_models_is_a_clear_error(tmp_path) -> None:
     from workbench.errors import WorkbenchError
     from workbench.policy import Policy
     from workbench.store import open_store
-    from workbench.tune import tune
-
     store = open_store(tmp_path)
     ids = [f"i{k}" for k in range(40)]
     store.add_workload_frame("w", pl.DataFrame({"item_id": ids, "input": ids}),
@@ -362,6 +373,6 @@ def test_base_policy_with_unrecorded_models_is_a_clear_error(tmp_path) -> None:
                                   "tiers": [{"model": "x", "accept_above": 0.5},
                                             {"model": "y"}]})
     with pytest.raises(WorkbenchError, match="no recorded outcomes on 'w': x, y"):
-        tune(store, "w", other, objective="min-cost", quality_floor="95%", trials=2,
-             home=tmp_path)
+        run_tune(store, "w", other, objective="min-cost", quality_floor="95%", trials=2,
+                 home=tmp_path)
     store.close()

@@ -120,8 +120,9 @@ def tune_starter(store: Store, catalog: Catalog, *, trials: int = 60,
     from workbench.export import with_provenance
 
     base = Policy.from_yaml(catalog.get_policy(STARTER_POLICY).body)
-    result = tn.tune(store, WORKLOAD, base, objective="min-cost", quality_floor="95%",
-                     trials=trials, holdout=0.3, seed=0, progress=progress,
+    settings = tn.StudySettings.create("min-cost", quality_floor="95%", trials=trials,
+                                       holdout=0.3, seed=0)
+    result = tn.tune(store, WORKLOAD, base, settings, progress=progress,
                      should_stop=should_stop, home=home)
     tuned = with_provenance(
         result.best_policy.model_copy(update={"name": TUNED_POLICY}), workload=WORKLOAD,

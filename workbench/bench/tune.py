@@ -92,16 +92,19 @@ def run(args: argparse.Namespace) -> int:
         t_setup = time.perf_counter() - t_all
         policy = base_policy()
         t0 = time.perf_counter()
-        result = tn.tune(store, "bench", policy, objective="min-cost", quality_floor="95%",
-                         trials=args.trials, storage=tn.IN_MEMORY, study_name="bench-tune",
-                         seed=args.seed, record=False)
+        settings = tn.StudySettings.create(
+            "min-cost", quality_floor="95%", trials=args.trials, storage=tn.IN_MEMORY,
+            study_name="bench-tune", seed=args.seed)
+        result = tn.tune(store, "bench", policy, settings, record=False)
         ours_s = time.perf_counter() - t0
         store.close()
     rp.clear_cache()
     optimize_s = result.timings["optimize_s"]
 
     space = tn.search_space(policy)
-    tn._quiet_optuna()
+    from workbench.tune.storage import _quiet_optuna
+
+    _quiet_optuna()
     noop_study = optuna.create_study(
         storage=optuna.storages.InMemoryStorage(), direction="minimize",
         sampler=tn.make_sampler("tpe", tn.sampler_seed(args.seed, 0, 0), args.trials),
