@@ -4,13 +4,16 @@
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
+# Everything: the app, local GGUF models, tuning and the test tools. A production router needs
+# none of these extras: `pip install .` (see README).
+EXTRAS := app,local,tune,dev
 
 .PHONY: app test lint
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet -e '.[dev]'
+	$(VENV)/bin/python -m pip install --quiet -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
 app: $(STAMP)

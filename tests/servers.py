@@ -28,6 +28,31 @@ import pytest
 
 DEFAULT_ALIAS = "gemma-3-270m"
 
+# Runs `python -m llama_cpp.server` with one change: on a CPU reporting Intel AMX, llama.cpp's
+# extra weight buffers (AMX, repacked layouts) are off, as in workbench.providers.local; their
+# tile instructions die with SIGILL where worker threads lack the kernel's AMX permission.
+_SERVER_MAIN = """
+import runpy
+from pathlib import Path
+
+try:
+    flags = Path("/proc/cpuinfo").read_text(errors="ignore")
+except OSError:
+    flags = ""
+if "amx_tile" in flags or "amx_int8" in flags:
+    import llama_cpp.llama_cpp as lib
+
+    original = lib.llama_model_default_params
+
+    def defaults():
+        params = original()
+        params.use_extra_bufts = False
+        return params
+
+    lib.llama_model_default_params = defaults
+runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
+"""
+
 
 def free_port() -> int:
     """A TCP port that is free on 127.0.0.1 right now."""
@@ -44,7 +69,7 @@ def bundled_model_path() -> Path:
 
 
 class LlamaServer:
-    """One `python -m llama_cpp.server` subprocess serving a GGUF under `alias`."""
+    """One `llama_cpp.server` subprocess (see _SERVER_MAIN) serving a GGUF under `alias`."""
 
     def __init__(
         self,
@@ -85,7 +110,7 @@ class LlamaServer:
     def command(self) -> list[str]:
         """The command line that starts the server."""
         cmd = [
-            sys.executable, "-m", "llama_cpp.server",
+            sys.executable, "-c", _SERVER_MAIN,
             "--model", str(self.model_path), "--model_alias", self.alias,
             "--host", "127.0.0.1", "--port", str(self.port),
             "--n_ctx", str(self.n_ctx), "--n_threads", str(self.n_threads),
@@ -166,9 +191,8 @@ class LlamaServer:
 
 
 def llama_server_fixture(**kwargs: object) -> Iterator[LlamaServer]:
-    """Generator body for a pytest fixture: start a server, yield it, always stop it.
-    Skips the test when llama_cpp.server cannot be imported."""
-    pytest.importorskip("llama_cpp.server")
+    """Generator body for a pytest fixture: start a server, yield it, always stop it (a server
+    that cannot start, e.g. without the [local] extra, fails the test with its log)."""
     server = LlamaServer(**kwargs)  # type: ignore[arg-type]
     try:
         server.start()

@@ -119,8 +119,6 @@ def test_auto_format_loads_long_outcomes(
 
 
 def test_samples_command(capsys: pytest.CaptureFixture[str], home: Path) -> None:
-    pytest.importorskip("workbench.workloads.samples",
-                        reason="sample generators not in this checkout yet")
     code, out, _ = run(capsys, "samples", "--home", str(home))
     assert code == 0
     names = {w.name for w in open_store(home).workloads()}

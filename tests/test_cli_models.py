@@ -137,7 +137,6 @@ def test_module_entry_point(home: Path) -> None:
 
 @pytest.mark.slow
 def test_models_quantize(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("workbench.providers.quantize")
     code, out, err = cli(capsys, "models", "quantize", BUNDLED_MODEL_NAME, "--type", "Q3_K_M",
                          "--as", "gemma-q3", "--home", str(home))
     assert code == 0, err

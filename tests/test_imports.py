@@ -64,3 +64,18 @@ def test_app_start_modules_load_no_heavy_package() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                          text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_cli_parser_loads_no_extra_package() -> None:
+    """Every command is registered in every install, so building the parser (which every
+    `workbench` command does) must not import a package of an extra, nor LiteLLM."""
+    code = (
+        "import sys\n"
+        "from workbench.cli import build_parser\n"
+        "from workbench.extras import EXTRAS\n"
+        "build_parser()\n"
+        "print(sorted(m for m in (*EXTRAS, 'litellm') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == "[]"

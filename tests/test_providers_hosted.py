@@ -16,8 +16,6 @@ from tests.servers import LlamaServer, llama_server_fixture
 from workbench.providers import ModelConfig, Request, UnknownModelError, get_provider
 from workbench.providers.hosted import HostedProvider, key_status, read_secrets
 
-pytest.importorskip("litellm")
-
 LABELS = ("billing", "shipping", "refund")
 
 

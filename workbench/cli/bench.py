@@ -10,16 +10,11 @@ from workbench.cli import add_home
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add `bench` with one sub-command per benchmark module present."""
+    """Add `bench` with one sub-command per benchmark module."""
     parser = sub.add_parser("bench", help="run a benchmark against its in-run baseline")
     bench_sub = parser.add_subparsers(dest="bench", metavar="NAME", required=True)
     for name in BENCHMARKS:
-        try:
-            module = importlib.import_module(f"workbench.bench.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"workbench.bench.{name}":
-                continue
-            raise
+        module = importlib.import_module(f"workbench.bench.{name}")
         p = bench_sub.add_parser(name, help=(module.__doc__ or "").strip().splitlines()[0])
         add_home(p)
         module.add_arguments(p)

@@ -13,6 +13,7 @@ from typing import Any, TextIO
 
 from workbench.cli import add_home
 from workbench.errors import WorkbenchError
+from workbench.extras import MissingExtraError, require
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -81,7 +82,10 @@ def _catalog(args: argparse.Namespace) -> Any:
     from workbench.catalog import Catalog
 
     catalog = Catalog(args.home)
-    catalog.ensure_defaults()
+    try:
+        catalog.ensure_defaults()
+    except MissingExtraError as exc:  # router-only install: no bundled local model to register
+        print(f"note: {exc}", file=sys.stderr)
     return catalog
 
 
@@ -145,10 +149,9 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 def cmd_quantize(args: argparse.Namespace) -> int:
     """Re-quantize a local model with llama.cpp and register the result as a new entry."""
-    try:
-        from workbench.providers.quantize import requantize
-    except ModuleNotFoundError as exc:
-        raise WorkbenchError(f"re-quantization is not available: {exc}") from None
+    require("llama_cpp", "`workbench models quantize`")
+    from workbench.providers.quantize import requantize
+
     catalog = _catalog(args)
     source = catalog.get(args.name)
     if source.kind != "local-gguf":

@@ -14,6 +14,7 @@ from typing import Any
 
 from workbench.cli import add_home
 from workbench.errors import WorkbenchError
+from workbench.extras import require
 
 ROWS = (
     ("quality", "quality"), ("quality 95% CI", "quality_ci"),
@@ -68,6 +69,7 @@ def _progress_printer(every: int) -> Any:
 
 def _tune(args: argparse.Namespace) -> int:
     """Run or resume a study and write the best policy."""
+    require("optuna", "`workbench tune`")
     from workbench import tune as tn
     from workbench.policy import Policy
     from workbench.store import open_store
@@ -80,15 +82,16 @@ def _tune(args: argparse.Namespace) -> int:
         if args.candidates else None
     methods = [m.strip() for m in args.router_methods.split(",") if m.strip()] \
         if args.router_methods else None
-    result = tn.tune(
-        store, args.workload, base, objective=args.objective,
-        quality_floor=args.quality_floor, budget=args.budget, weight=args.weight,
-        latency=args.latency, trials=args.trials, holdout=args.holdout,
+    settings = tn.StudySettings.create(
+        args.objective, quality_floor=args.quality_floor, budget=args.budget,
+        weight=args.weight, latency=args.latency, trials=args.trials, holdout=args.holdout,
         test_workload=args.test_workload, storage=args.storage, study_name=args.study,
         seed=args.seed, worker=args.worker, fixed=_parse_fixed(args.fix),
-        candidates=candidates, router_methods=methods, sampler=args.sampler,
-        progress=_progress_printer(max(1, args.trials // 20)), home=args.home,
+        candidates=tuple(candidates or ()), router_methods=tuple(methods or ()),
+        sampler=args.sampler,
     )
+    result = tn.tune(store, args.workload, base, settings,
+                     progress=_progress_printer(max(1, args.trials // 20)), home=args.home)
     out = None
     if args.out:
         out = result.best_policy.to_file(args.out)
@@ -114,6 +117,7 @@ def _tune(args: argparse.Namespace) -> int:
 
 def _trial(args: argparse.Namespace) -> int:
     """Write the policy a stored trial evaluated."""
+    require("optuna", "`workbench tune-trial`")
     from workbench import tune as tn
 
     policy = tn.trial_policy(tn.storage_url(args.storage, args.home), args.study, args.number)

@@ -13,11 +13,13 @@ import os
 from pathlib import Path
 
 from workbench.errors import WorkbenchError
+from workbench.extras import require
 from workbench.providers.local import check_gguf
 
 
 def quant_types() -> list[str]:
     """Quantization type names llama.cpp offers here (e.g. Q2_K, Q3_K_M, Q4_K_M, Q8_0)."""
+    require("llama_cpp", "re-quantization")
     import llama_cpp
 
     prefix = "LLAMA_FTYPE_MOSTLY_"
@@ -34,6 +36,7 @@ def requantize(
 ) -> Path:
     """Write `src_gguf` re-quantized to `qtype` at `dst_gguf` and return its path; clear
     WorkbenchErrors for an unknown type, a missing/non-GGUF source or an existing target."""
+    require("llama_cpp", "re-quantization")
     import llama_cpp
 
     src = check_gguf(src_gguf)
