@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import math
+import random
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from workbench.errors import WorkbenchError
 from workbench.providers import ModelConfig, Request, UnknownModelError, get_provider
-from workbench.providers.base import redact
+from workbench.providers.base import Response, redact
 from workbench.providers.local import (
     LocalProvider,
     check_gguf,
     continuation_tokens,
     split_tokens,
+    unload_all,
 )
 from workbench.providers.prompts import parse_label, render, render_messages, validate_template
-
-pytest.importorskip("llama_cpp")
 
 TRIAGE_LABELS = ("billing", "shipping", "technical", "account", "refund", "cancellation", "other")
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -126,11 +127,13 @@ def test_classification_reuses_prefix_and_matches_naive(provider: LocalProvider)
         assert r.confidence == max(r.label_probs.values())
         assert 0.0 <= r.signals["margin"] <= 1.0 and r.signals["entropy"] >= 0.0
         assert r.cost_usd == pytest.approx(0.36 * r.latency_ms / 3.6e6, rel=1e-6)
-    # Items after the first evaluate only their own tokens: the prefix KV cache is reused.
-    for r in results[1:]:
-        assert r is not None
-        assert r.signals["reused_tokens"] >= r.signals["prefix_tokens"]
-        assert r.signals["evaluated_tokens"] <= r.signals["item_tokens"] + 1
+    # The prefix is evaluated (or restored) at most once: every later item and the
+    # content-free probe keep its KV cache and evaluate only their own tokens.
+    stats = provider.model.stats
+    before = stats.copy()
+    provider.complete_many(reqs)
+    assert stats["reused"] - before["reused"] == len(reqs)
+    assert stats["computed"] == before["computed"] and stats["restored"] == before["restored"]
     # Same scores as evaluating the whole prompt per label from scratch.
     naive = naive_label_scores(provider, reqs[1])
     r1 = results[1]
@@ -181,3 +184,106 @@ def test_requantized_model_loads_and_classifies(model_path: str, tmp_path: Path)
                             ("billing", "shipping", "refund")))
     assert r.error is None and r.output in ("billing", "shipping", "refund")
     assert 0.0 <= (r.confidence or 0.0) <= 1.0
+
+
+# -- determinism: the same request gives the same result whatever ran before -----------------------
+
+BANK_LABELS = ("card_arrival", "card_linking", "exchange_rate", "other")
+
+
+def _assert_same(got: Response, want: Response, what: str) -> None:
+    """Output and confidence exactly equal, label_probs and numeric signals within 1e-6."""
+    assert got.error is None and want.error is None, what
+    assert got.output == want.output, what
+    assert got.confidence == want.confidence, what
+    if want.label_probs is None:
+        assert got.label_probs is None, what
+    else:
+        assert got.label_probs is not None, what
+        assert got.label_probs == pytest.approx(want.label_probs, abs=1e-6), what
+    assert got.signals.keys() == want.signals.keys(), what
+    for key, value in want.signals.items():
+        if isinstance(value, float) or (isinstance(value, dict) and value
+                                        and isinstance(next(iter(value.values())), float)):
+            assert got.signals[key] == pytest.approx(value, abs=1e-6), f"{what}: {key}"
+        else:
+            assert got.signals[key] == value, f"{what}: {key}"
+    assert (got.prompt_tokens, got.completion_tokens) == (want.prompt_tokens,
+                                                          want.completion_tokens), what
+
+
+@pytest.mark.slow
+def test_same_request_same_result_whatever_ran_before(model_path: str) -> None:
+    """Random orders, repeats, generations between classifications, other prefixes (label
+    sets, a template override), other provider instances and a reloaded model: every repeat
+    of a call equals its first result."""
+    configs: dict[str, Callable[[], LocalProvider]] = {
+        "default": lambda: LocalProvider(ModelConfig("det", "local-gguf", model_path,
+                                                     threads=1, max_tokens=6)),
+        "template": lambda: LocalProvider(ModelConfig(
+            "det-t", "local-gguf", model_path, threads=1, max_tokens=6,
+            templates={"classification": "{examples}Text: {input}\nLabel:"})),
+    }
+    calls = [
+        ("default", Request("t1", "classification", "I was charged twice", TRIAGE_LABELS)),
+        ("default", Request("t2", "classification", "Where is my parcel?", TRIAGE_LABELS)),
+        ("default", Request("b1", "classification", "My new card has not come", BANK_LABELS)),
+        ("default", Request("q1", "qa", "What is 2 + 3?")),
+        ("template", Request("t1", "classification", "I was charged twice", TRIAGE_LABELS)),
+    ]
+    providers = {name: make() for name, make in configs.items()}
+    first = {i: providers[name].complete(req) for i, (name, req) in enumerate(calls)}
+    assert all(r.error is None and r.output for r in first.values())
+    model = providers["default"].model
+    for seed in range(3):
+        rng = random.Random(seed)
+        order = list(range(len(calls))) + rng.sample(range(len(calls)), 3)
+        rng.shuffle(order)
+        if seed == 1:  # a second provider instance on the same loaded model
+            providers = {name: make() for name, make in configs.items()}
+            assert providers["default"].model is model
+        for i in order:
+            name, req = calls[i]
+            _assert_same(providers[name].complete(req), first[i], f"seed {seed}, call {i}")
+    # A batch in another order gives the same results.
+    batch = [2, 0, 1, 3]
+    results = providers["default"].complete_many([calls[i][1] for i in batch])
+    for i, r in zip(batch, results, strict=True):
+        assert r is not None
+        _assert_same(r, first[i], f"batch, call {i}")
+    # Both ways of getting a prefix's KV back were used (kept in the cache after an item of
+    # the same prefix, restored from its saved state after another prefix), and neither
+    # changed a result; the prefixes were not recomputed for every item.
+    assert model.stats["reused"] > 0 and model.stats["restored"] > 0
+    assert model.stats["computed"] < model.stats["reused"] + model.stats["restored"]
+
+    # A fresh model (a new llama.cpp context): the same results, also for providers that
+    # held the unloaded model.
+    unload_all()
+    for i in (3, 1, 4):
+        name, req = calls[i]
+        _assert_same(providers[name].complete(req), first[i], f"reloaded, call {i}")
+    assert providers["default"].model is not model
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cue", ["Category:", "Category: "])
+def test_label_scores_do_not_depend_on_the_other_labels(model_path: str, cue: str) -> None:
+    """Each label is scored on its own from the item end: with a prompt that does not list
+    the labels, a label's log-likelihood is the same whichever other labels are asked for,
+    in whichever order. With a trailing space in the cue every label merges with the
+    prompt's last token and is scored from inside the item."""
+    prov = LocalProvider(ModelConfig(
+        "det-labels", "local-gguf", model_path, threads=1,
+        templates={"classification": "{examples}Message: {input}\n" + cue},
+        few_shot={"classification": [("Has my card been sent yet?", "card_arrival")]}))
+    text = "My new card has not come"
+    full = prov.complete(Request("x", "classification", text, BANK_LABELS))
+    assert full.error is None and full.signals["labels_exact"] == (cue == "Category:")
+    want = full.signals["label_logprobs"]
+    for labels in (BANK_LABELS[::-1], BANK_LABELS[:2], ("card_arrival", "billing", "other")):
+        r = prov.complete(Request("x", "classification", text, labels))
+        assert r.error is None and list(r.signals["label_logprobs"]) == list(labels)
+        for lab in labels:
+            if lab in want:
+                assert r.signals["label_logprobs"][lab] == pytest.approx(want[lab], abs=1e-6)

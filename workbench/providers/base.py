@@ -26,12 +26,13 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from workbench.errors import WorkbenchError
+from workbench.extras import require
 
 Kind = Literal["local-gguf", "litellm"]
 KINDS: tuple[str, ...] = ("local-gguf", "litellm")
 
 # Bump when the way prompts are built or outputs are scored changes, so cached runs are redone.
-PROVIDER_VERSION = "2"  # bump whenever outputs change (v2: calibrated label scoring)
+PROVIDER_VERSION = "3"  # bump whenever outputs change (v3: deterministic local evaluation)
 
 
 @dataclass(frozen=True)
@@ -328,6 +329,7 @@ def get_provider(config: ModelConfig) -> Provider:
     """The provider for a config: local GGUF models are loaded once per (path, n_ctx, threads)
     per process and shared; hosted providers are cheap objects."""
     if config.kind == "local-gguf":
+        require("llama_cpp", f"local model {config.name!r}")
         from workbench.providers.local import LocalProvider
 
         return LocalProvider(config)

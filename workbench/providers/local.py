@@ -2,19 +2,26 @@
 
 Each model file is loaded once per process per (path, n_ctx, threads) and guarded by a lock.
 Prompts are rendered as (prefix, item) by `prompts.render`; the prefix (instructions + few-shot
-examples) is the same for every item of a run, so its KV cache is computed once and reused:
-for each item the context is rewound to the end of the prefix and only the item's tokens are
-evaluated. For label tasks, each label's log-likelihood is then scored by evaluating only the
-label's tokens (single-token labels need no evaluation at all: the item's last logits give
-them). The split is checked: prefix + item (+ label) tokens must equal the tokenization of the
-whole text; when a text boundary would tokenize differently, the boundary moves (trailing
-whitespace into the next piece) or, failing that, the whole prompt's own tokens are used.
+examples) is the same for every item of a run, so its KV cache is computed once and reused.
+The split is checked: prefix + item (+ label) tokens must equal the tokenization of the whole
+text; when a text boundary would tokenize differently, the boundary moves (trailing whitespace
+into the next piece) or, failing that, the whole prompt's own tokens are used.
+
+Evaluation is canonical, so a request's output, confidence and signals never depend on what
+was evaluated before (llama.cpp's numerics depend on the batch shape):
+- the prefix KV is always the one computed from an empty cache in n_batch chunks; it stays in
+  the cache while nothing overwrites it, and is otherwise restored from a saved copy of that
+  state (llama_state_seq_get/set_data), never extended from another prompt's common prefix;
+- the item's tokens are decoded from exactly the prefix end, all at once;
+- each label is scored on its own from exactly the item end (single-token labels need no
+  evaluation: the item's last logits give them); the content-free prior is an item like any.
 
 Labels are ranked by their summed log-likelihood minus the same label's log-likelihood for a
 content-free input ("N/A", scored once per run): a base model's few-shot prior strongly favours
-some labels, and removing it ranks far better. Measured with the bundled model (bench local):
-support-triage 30 items, accuracy 0.23 by raw sum, 0.23 length-normalised, 0.67 calibrated;
-Banking77 6 intents (2 shots each) 60 items: 0.30 sum, 0.20 mean, 0.65 calibrated.
+some labels, and removing it ranks far better. Measured with the bundled model (bench local,
+one Xeon host; figures move by a few items between CPUs): support-triage 30 items, accuracy
+0.27 by raw sum, 0.27 length-normalised, 0.60 calibrated; Banking77 6 intents (2 shots each)
+60 items: 0.33 sum, 0.22 mean, 0.65 calibrated.
 Cost = hardware $/hour (config or WORKBENCH_HARDWARE_USD_PER_HOUR) x wall time.
 """
 
@@ -27,7 +34,8 @@ import math
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections import Counter, OrderedDict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +61,8 @@ GGUF_MAGIC = b"GGUF"
 # "calibrated": total minus the label's log-likelihood for a content-free input.
 LABEL_NORMALISATION = "calibrated"
 CONTENT_FREE_INPUT = "N/A"
+# Saved prefix KV states kept per loaded model (about 18 KB per token for the bundled model).
+MAX_SAVED_PREFIXES = 8
 
 
 def check_gguf(path: str | os.PathLike[str], name: str | None = None) -> Path:
@@ -91,14 +101,25 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
 @dataclass
 class LoadedModel:
     """One llama.cpp model + context shared by every provider using the same file; all access
-    goes through `lock`. `llm.input_ids[:llm.n_tokens]` is what the KV cache holds."""
+    goes through `lock`. `llm.input_ids[:llm.n_tokens]` is what the KV cache holds.
+
+    Evaluation is canonical, so results never depend on what ran before (see `enter_prefix`):
+    a prompt's prefix KV is always the one computed from an empty cache in fixed chunks; it is
+    kept in the cache while nothing overwrote it, else restored from a saved copy."""
 
     path: Path
     n_ctx: int
     threads: int
     llm: Any
     lock: threading.RLock = field(default_factory=threading.RLock)
+    # How `enter_prefix` obtained the prefix KV: "reused", "restored" or "computed".
+    stats: Counter[str] = field(default_factory=Counter)
+    closed: bool = False  # set by unload_all; providers holding it load the model again
     _eog: set[int] = field(default_factory=set)
+    # The canonical prefix held in cells [0, len) while nothing was decoded below its end.
+    _prefix: tuple[int, ...] | None = None
+    # Saved KV state of canonically computed prefixes, most recently used last.
+    _states: OrderedDict[tuple[int, ...], Any] = field(default_factory=OrderedDict)
 
     # -- tokens ------------------------------------------------------------------------
     def tokenize(self, text: str, bos: bool) -> list[int]:
@@ -121,27 +142,28 @@ class LoadedModel:
             return True
         return False
 
-    # -- evaluation ----------------------------------------------------------------------
+    # -- low-level evaluation ------------------------------------------------------------
     def n_past(self) -> int:
         """Number of tokens currently in the KV cache."""
         return int(self.llm.n_tokens)
 
     def rewind(self, n: int) -> None:
         """Keep only the first `n` cached tokens (the next decode drops the rest)."""
-        self.llm.n_tokens = min(int(n), int(self.llm.n_tokens))
+        n = max(0, int(n))
+        if self._prefix is not None and n < len(self._prefix):
+            self._prefix = None
+        self.llm.n_tokens = min(n, int(self.llm.n_tokens))
 
-    def common_prefix(self, tokens: Sequence[int]) -> int:
-        """Length of the longest prefix of `tokens` already in the KV cache."""
-        n = min(self.n_past(), len(tokens))
-        if n == 0:
-            return 0
-        cached = self.llm.input_ids[:n]
-        diff = np.nonzero(cached != np.asarray(tokens[:n], dtype=cached.dtype))[0]
-        return int(diff[0]) if diff.size else n
+    def invalidate(self) -> None:
+        """Forget what the cache holds: call after using `llm` directly (outside this class),
+        so the next prompt restores or recomputes its prefix instead of trusting the cache."""
+        self._prefix = None
+        self.llm.n_tokens = 0
 
     def decode(self, tokens: Sequence[int], logit_rows: int = 1) -> np.ndarray:
         """Append `tokens` at the current position and return the logits of the last
-        `logit_rows` of them (shape (rows, n_vocab)); nothing else is copied out."""
+        `logit_rows` of them (shape (rows, n_vocab)); nothing else is copied out. Batches are
+        cut every n_batch tokens from the first one, so equal calls decode equal batches."""
         import llama_cpp
 
         llm = self.llm
@@ -152,6 +174,8 @@ class LoadedModel:
                 f"{len(tokens) + llm.n_tokens} tokens exceed the context window n_ctx="
                 f"{self.n_ctx}; raise n_ctx in the model config or shorten the prompt"
             )
+        if self._prefix is not None and llm.n_tokens < len(self._prefix):
+            self._prefix = None
         llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)
         n_vocab = llm.n_vocab()
         first_row = len(tokens) - logit_rows
@@ -160,25 +184,141 @@ class LoadedModel:
             batch = list(tokens[start:start + llm.n_batch])
             n_past = int(llm.n_tokens)
             llm._batch.set_batch(batch=batch, n_past=n_past, logits_all=False)
-            wanted = [i for i in range(len(batch)) if start + i >= first_row]
             raw = llm._batch.batch
             for i in range(len(batch)):
-                raw.logits[i] = i in wanted or False
+                raw.logits[i] = start + i >= first_row
             llm._ctx.decode(llm._batch)
-            for i in wanted:
+            for i in range(max(0, first_row - start), len(batch)):
                 ptr = llama_cpp.llama_get_logits_ith(llm._ctx.ctx, i)
                 out[start + i - first_row] = np.ctypeslib.as_array(ptr, shape=(n_vocab,))
             llm.input_ids[n_past:n_past + len(batch)] = batch
             llm.n_tokens = n_past + len(batch)
         return out
 
-    def logits_after(self, tokens: Sequence[int]) -> tuple[np.ndarray, int]:
-        """Make the KV cache hold exactly `tokens` (reusing the cached common prefix) and
-        return the next-token logits plus how many tokens had to be evaluated."""
-        keep = min(self.common_prefix(tokens), len(tokens) - 1)  # re-run >= 1 for its logits
-        self.rewind(keep)
-        logits = self.decode(tokens[keep:], 1)[0]
-        return logits, len(tokens) - keep
+    # -- canonical evaluation --------------------------------------------------------------
+    def enter_prefix(self, tokens: Sequence[int]) -> str:
+        """Make the KV cache hold exactly `tokens`, as computed from an empty cache in
+        n_batch chunks (so every later step starts from the same bits whatever ran before);
+        callers hold `lock`.
+
+        Kept when the cache still holds that canonical computation ("reused"), else restored
+        from its saved state into an emptied cache ("restored"), else computed and saved
+        ("computed"). Returns which one; `stats` counts them."""
+        key = tuple(int(t) for t in tokens)
+        if self._prefix == key and self._holds(key):
+            self.llm._ctx.kv_cache_seq_rm(-1, len(key), -1)
+            self.llm.n_tokens = len(key)
+            how = "reused"
+        else:
+            self._clear()
+            state = self._states.get(key)
+            if state is not None and self._restore(key, state):
+                self._states.move_to_end(key)
+                how = "restored"
+            else:
+                self._clear()
+                if key:
+                    self.decode(key, 0)
+                    self._save(key)
+                how = "computed"
+            self._prefix = key
+        self.stats[how] += 1
+        return how
+
+    def _holds(self, key: tuple[int, ...]) -> bool:
+        """Whether cells [0, len(key)) still hold `key` (tokens, and no cell evicted)."""
+        import llama_cpp
+
+        llm = self.llm
+        n = len(key)
+        if n == 0:
+            return True
+        if llm.n_tokens < n or not np.array_equal(llm.input_ids[:n], key):
+            return False
+        mem = llm._ctx.memory
+        return (llama_cpp.llama_memory_seq_pos_min(mem, 0) == 0
+                and llama_cpp.llama_memory_seq_pos_max(mem, 0) >= n - 1)
+
+    def _clear(self) -> None:
+        """Empty the KV cache (cell metadata only; the next tokens go to cells 0, 1, ...)."""
+        import llama_cpp
+
+        llama_cpp.llama_memory_clear(self.llm._ctx.memory, False)
+        self.llm.n_tokens = 0
+        self._prefix = None
+
+    def _save(self, key: tuple[int, ...]) -> None:
+        """Keep the KV state of sequence 0 (holding exactly `key`) for `_restore`."""
+        import ctypes
+
+        import llama_cpp
+
+        ctx = self.llm._ctx.ctx
+        size = llama_cpp.llama_state_seq_get_size(ctx, 0)
+        buf = (ctypes.c_uint8 * size)()
+        n = llama_cpp.llama_state_seq_get_data(ctx, buf, size, 0)
+        if n <= 0:
+            return
+        self._states[key] = (buf, int(n))
+        while len(self._states) > MAX_SAVED_PREFIXES:
+            self._states.popitem(last=False)
+
+    def _restore(self, key: tuple[int, ...], state: tuple[Any, int]) -> bool:
+        """Load a saved prefix state into the empty cache; False when llama.cpp refuses."""
+        import llama_cpp
+
+        buf, n = state
+        if llama_cpp.llama_state_seq_set_data(self.llm._ctx.ctx, buf, n, 0) == n:
+            self.llm.input_ids[:len(key)] = key
+            self.llm.n_tokens = len(key)
+            if self._holds(key):
+                return True
+        del self._states[key]
+        return False
+
+    def evaluate(self, prefix: Sequence[int], rest: Sequence[int]) -> tuple[np.ndarray, str]:
+        """Next-token logits after prefix + rest, computed canonically: the prefix as in
+        `enter_prefix`, then all of `rest` decoded from the prefix end (fixed batching).
+        Returns (logits, how the prefix was obtained)."""
+        if not rest:
+            raise ValueError("evaluate needs at least one token after the prefix")
+        how = self.enter_prefix(prefix)
+        return self.decode(rest, 1)[0], how
+
+
+def cpu_has_amx() -> bool:
+    """Whether the CPU reports Intel AMX tiles (Linux /proc/cpuinfo). llama.cpp's AMX weight
+    buffers crash with SIGILL on such hosts (tile instructions on worker threads that lack the
+    kernel's per-thread AMX permission), so they are not used there."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(errors="ignore")
+    except OSError:
+        return False
+    return "amx_int8" in flags or "amx_tile" in flags
+
+
+@contextlib.contextmanager
+def _model_params(*, extra_buffers: bool) -> Iterator[None]:
+    """While loading a model: whether llama.cpp may use extra weight buffer types (AMX,
+    repacked CPU layouts). `Llama()` takes no such argument, so its defaults are wrapped;
+    callers hold _MODELS_LOCK."""
+    import llama_cpp.llama_cpp as lib  # the module `Llama()` calls, not the package
+
+    if extra_buffers:
+        yield
+        return
+    original = lib.llama_model_default_params
+
+    def defaults() -> Any:
+        params = original()
+        params.use_extra_bufts = False
+        return params
+
+    lib.llama_model_default_params = defaults
+    try:
+        yield
+    finally:
+        lib.llama_model_default_params = original
 
 
 _MODELS: dict[tuple[str, int, int], LoadedModel] = {}
@@ -196,13 +336,14 @@ def load_model(path: str | os.PathLike[str], n_ctx: int = 2048, threads: int = 0
             from llama_cpp import Llama
 
             try:
-                llm = Llama(
-                    model_path=str(resolved), n_ctx=int(n_ctx), n_threads=n_threads,
-                    n_threads_batch=n_threads, logits_all=False, verbose=False,
-                    # Sliding-window models must keep every cell, or rewinding to the
-                    # prefix would find evicted KV entries.
-                    swa_full=True,
-                )
+                with _model_params(extra_buffers=not cpu_has_amx()):
+                    llm = Llama(
+                        model_path=str(resolved), n_ctx=int(n_ctx), n_threads=n_threads,
+                        n_threads_batch=n_threads, logits_all=False, verbose=False,
+                        # Sliding-window models must keep every cell, or rewinding to the
+                        # prefix would find evicted KV entries.
+                        swa_full=True,
+                    )
             except Exception as exc:  # llama.cpp reports failures as ValueError/RuntimeError
                 raise UnknownModelError(f"cannot load GGUF {resolved}: {exc}") from None
             loaded = LoadedModel(resolved, int(n_ctx), n_threads, llm)
@@ -218,8 +359,11 @@ def unload_all() -> None:
     """Drop every loaded model (tests; frees memory)."""
     with _MODELS_LOCK:
         for loaded in _MODELS.values():
-            with loaded.lock, contextlib.suppress(Exception):
-                loaded.llm.close()
+            with loaded.lock:
+                loaded.closed = True
+                loaded._states.clear()
+                with contextlib.suppress(Exception):
+                    loaded.llm.close()
         _MODELS.clear()
 
 
@@ -289,11 +433,10 @@ def continuation_tokens(model: LoadedModel, prompt_text: str, prompt_tokens: Seq
 
 @dataclass
 class _PrefixCache:
-    """The tokens of the last rendered prefix (the KV cache reuse itself lives in the model)."""
+    """The tokens of the last rendered prefix (the KV cache itself lives in the model)."""
 
     text: str = ""
     tokens: tuple[int, ...] = ()
-    stripped_tokens: tuple[int, ...] = ()
 
 
 class LocalProvider:
@@ -319,8 +462,8 @@ class LocalProvider:
 
     @property
     def model(self) -> LoadedModel:
-        """The shared loaded model (loaded on first use)."""
-        if self._model is None:
+        """The shared loaded model (loaded on first use, and again after `unload_all`)."""
+        if self._model is None or self._model.closed:
             self._model = load_model(self.config.model, self.config.n_ctx, self.config.threads)
         return self._model
 
@@ -330,12 +473,16 @@ class LocalProvider:
                       self.config.few_shot, request.messages)
 
     def _split(self, rendered: Rendered) -> SplitTokens:
+        """The rendered prompt's tokens as (prefix, rest), rest never empty."""
         model = self.model
         if self._prefix.text != rendered.prefix:
             self._prefix = _PrefixCache(rendered.prefix,
                                         tuple(model.tokenize(rendered.prefix, True)))
-        return split_tokens(model, rendered.prefix, rendered.item,
-                            prefix_tokens=self._prefix.tokens)
+        split = split_tokens(model, rendered.prefix, rendered.item,
+                             prefix_tokens=self._prefix.tokens)
+        if not split.rest and split.prefix:  # evaluation needs >= 1 token after the prefix
+            split = SplitTokens(split.prefix[:-1], split.prefix[-1:], split.mode)
+        return split
 
     # -- calls ---------------------------------------------------------------------------
     def complete(self, request: Request) -> Response:
@@ -360,57 +507,52 @@ class LocalProvider:
 
     def score_labels(self, model: LoadedModel, request: Request
                      ) -> tuple[dict[str, float], dict[str, int], dict[str, Any]]:
-        """Log-likelihood of each label as the continuation of the item's prompt, reusing the
-        prefix KV cache. Returns (sum logprob per label, tokens per label, info)."""
+        """Log-likelihood of each label as the continuation of the item's prompt. Canonical,
+        so scores never depend on the cache: the prompt as in `LoadedModel.evaluate`, then
+        each label on its own from the item's end (no rows shared between labels). Returns
+        (sum logprob per label, tokens per label, info)."""
         rendered = self.render(request)
         split = self._split(rendered)
         prompt = split.all
-        before = model.common_prefix(prompt)
-        base_logits, evaluated = model.logits_after(prompt)
+        base_logits, _ = model.evaluate(split.prefix, split.rest)
         base_lp = log_softmax(base_logits)
         p_end = len(prompt)
         scores: dict[str, float] = {}
         lengths: dict[str, int] = {}
-        exact_all = True
-        # Next-token log-probs after prompt + a label's first j tokens, keyed by those tokens:
-        # labels sharing leading tokens ("card_arrival", "card_linking") share the rows, and
-        # labels are visited in token order so the KV cache already holds the shared part.
-        rows_after: dict[tuple[int, ...], np.ndarray] = {(): base_lp}
-        conts = {}
-        for label in request.labels or ():
-            conts[label] = continuation_tokens(model, rendered.text, prompt, " " + label)
-        for label in sorted(conts, key=lambda lab: conts[lab][1]):
-            start, cont, exact = conts[label]
-            exact_all &= exact
-            if start == p_end and cont:
-                missing = [j for j in range(1, len(cont)) if tuple(cont[:j]) not in rows_after]
-                if missing:
-                    keep = model.common_prefix(prompt + cont[:-1])
-                    keep = max(p_end, min(keep, p_end + missing[0] - 1))
-                    model.rewind(keep)
-                    todo = cont[keep - p_end:len(cont) - 1]
-                    lps = log_softmax(model.decode(todo, len(todo)))
-                    for r in range(len(todo)):
-                        rows_after[tuple(cont[:keep - p_end + r + 1])] = lps[r]
-                total = float(sum(rows_after[tuple(cont[:j])][cont[j]] for j in range(len(cont))))
+        labels = list(dict.fromkeys(request.labels or ()))
+        conts = {lab: continuation_tokens(model, rendered.text, prompt, " " + lab)
+                 for lab in labels}
+        exact_all = all(exact for _, _, exact in conts.values())
+        # A label that merges with the prompt's last tokens rewrites the cache from inside the
+        # item, so those go last, latest start first: each label then finds the item's KV
+        # intact up to where it starts.
+        for label in sorted(labels, key=lambda lab: (conts[lab][0] != p_end, -conts[lab][0])):
+            start, cont, _ = conts[label]
+            if not cont:
+                total = 0.0
+            elif start == p_end:  # the usual case: the label's first token needs no decode
+                total = float(base_lp[cont[0]])
+                if len(cont) > 1:
+                    model.rewind(p_end)
+                    lps = log_softmax(model.decode(cont[:-1], len(cont) - 1))
+                    total += float(sum(lps[j, cont[j + 1]] for j in range(len(cont) - 1)))
             else:  # the label merges with the prompt's last token(s): score from `start`
+                start = max(1, start)
                 full = prompt[:start] + cont
                 model.rewind(start - 1)
-                rows = model.decode(full[start - 1:-1], len(cont))
-                lps = log_softmax(rows)
+                lps = log_softmax(model.decode(full[start - 1:-1], len(cont)))
                 total = float(sum(lps[i, cont[i]] for i in range(len(cont))))
             scores[label] = total
             lengths[label] = max(1, len(cont))
-        model.rewind(p_end)
+        scores = {lab: scores[lab] for lab in labels}  # in the request's order
         info = {"split": split.mode, "labels_exact": exact_all, "prefix_tokens": len(split.prefix),
-                "item_tokens": len(split.rest), "evaluated_tokens": evaluated,
-                "reused_tokens": before}
+                "item_tokens": len(split.rest)}
         return scores, lengths, info
 
     def content_free_scores(self, model: LoadedModel, request: Request) -> dict[str, float]:
         """Label log-likelihoods for a content-free input ("N/A") under the same prefix: the
-        model's prior over labels, used for calibrated ranking. Computed once per
-        (prefix, label set) and kept."""
+        model's prior over labels, used for calibrated ranking. Scored canonically like any
+        item, so it is the same whenever it is computed; kept per (prefix, label set)."""
         rendered = self.render(request)
         key = (rendered.prefix, tuple(request.labels or ()))
         if key not in self._content_free:
@@ -466,8 +608,7 @@ class LocalProvider:
                 f"model {cfg.name!r}: prompt of {len(prompt)} tokens does not fit n_ctx="
                 f"{model.n_ctx}"
             )
-        before = model.common_prefix(prompt)
-        logits, evaluated = model.logits_after(prompt)
+        logits, _ = model.evaluate(split.prefix, split.rest)
         rng = None
         if cfg.temperature > 0:
             seed = int(hashlib.sha256(rendered.text.encode()).hexdigest()[:8], 16)
@@ -499,13 +640,11 @@ class LocalProvider:
             if len(generated) == max_new:
                 break
             logits = model.decode([token], 1)[0]
-        model.rewind(len(prompt))
         seconds = time.perf_counter() - t0
         output = text.strip()
         signals: dict[str, Any] = {
             "method": "generate", "split": split.mode, "prefix_tokens": len(split.prefix),
-            "item_tokens": len(split.rest), "evaluated_tokens": evaluated,
-            "reused_tokens": before, "finish_reason": stop_hit or "length",
+            "item_tokens": len(split.rest), "finish_reason": stop_hit or "length",
             "output_chars": len(output),
         }
         confidence = None
