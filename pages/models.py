@@ -1,4 +1,4 @@
-"""Models: list, add, edit and delete model configs; key presence per hosted provider; GGUF
+"""Models: list, add, edit and delete catalog models; key presence per hosted provider; GGUF
 validation; re-quantize a local model to compare quantization levels."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ configs = catalog.list_models()
 st.dataframe(
     [{"name": c.name, "kind": c.kind, "model": c.model, "api_base": c.api_base or "",
       "tags": ", ".join(c.tags),
-      "input $/1M": c.input_price_per_m, "output $/1M": c.output_price_per_m,
+      "input $/1M": c.input_price_per_mtok, "output $/1M": c.output_price_per_mtok,
       "max_tokens": c.max_tokens, "temperature": c.temperature} for c in configs],
     hide_index=True, width="stretch", key="models_table",
 )
@@ -39,7 +39,7 @@ with st.expander("Hosted provider keys", expanded=False):
 tab_add, tab_edit, tab_quant = st.tabs(["Add", "Edit or delete", "Re-quantize"])
 
 with tab_add, st.form("model_add"):
-    from workbench.providers.base import ModelConfig
+    from workbench.models import ModelSpec
 
     c = st.columns(2)
     name = c[0].text_input("Name", key="ma_name")
@@ -64,15 +64,15 @@ with tab_add, st.form("model_add"):
                 from workbench.catalog import validate_gguf
 
                 validate_gguf(model)
-            added = catalog.add(ModelConfig(
+            added = catalog.add(ModelSpec(
                 name=name.strip(), kind=kind, model=model.strip(),
                 api_base=api_base.strip() or None, api_key_env=api_key_env.strip() or None,
                 max_tokens=int(max_tokens), temperature=float(temperature),
-                input_price_per_m=in_price or None, output_price_per_m=out_price or None,
+                input_price_per_mtok=in_price or None, output_price_per_mtok=out_price or None,
                 tags=tuple(t.strip() for t in tags.split(",") if t.strip()),
             ))
-            st.success(f"Added {added.name} (input ${added.input_price_per_m}/1M, output "
-                       f"${added.output_price_per_m}/1M)")
+            st.success(f"Added {added.name} (input ${added.input_price_per_mtok}/1M, output "
+                       f"${added.output_price_per_mtok}/1M)")
             st.rerun()
 
 with tab_edit:
@@ -87,9 +87,9 @@ with tab_edit:
                                        key="me_temp")
             c = st.columns(3)
             e_in = c[0].number_input("input $/1M", 0.0, 1000.0,
-                                     float(cfg.input_price_per_m or 0.0), key="me_in")
+                                     float(cfg.input_price_per_mtok or 0.0), key="me_in")
             e_out = c[1].number_input("output $/1M", 0.0, 1000.0,
-                                      float(cfg.output_price_per_m or 0.0), key="me_out")
+                                      float(cfg.output_price_per_mtok or 0.0), key="me_out")
             e_hw = c[2].number_input("hardware $/hour (local)", 0.0, 1000.0,
                                      float(cfg.hardware_usd_per_hour or 0.0), key="me_hw")
             if st.form_submit_button("Save changes"):
@@ -97,7 +97,7 @@ with tab_edit:
                     catalog.update(
                         pick, tags=tuple(t.strip() for t in e_tags.split(",") if t.strip()),
                         max_tokens=int(e_max), temperature=float(e_temp),
-                        input_price_per_m=e_in or None, output_price_per_m=e_out or None,
+                        input_price_per_mtok=e_in or None, output_price_per_mtok=e_out or None,
                         hardware_usd_per_hour=e_hw or None,
                     )
                     st.success(f"Saved {pick}")
@@ -130,7 +130,5 @@ with tab_quant:
                 out_dir = ui.home_dir() / "models"
                 out_dir.mkdir(exist_ok=True)
                 dst = requantize(cfg.model, out_dir / f"{new_name}.gguf", qtype)
-                import dataclasses
-
-                catalog.add(dataclasses.replace(cfg, name=new_name, model=str(dst)))
+                catalog.add(cfg.replace(name=new_name, model=str(dst)))
                 st.success(f"Created {new_name} ({dst.stat().st_size / 1e6:.0f} MB)")

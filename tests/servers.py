@@ -4,7 +4,8 @@ Use it directly::
 
     from tests.servers import LlamaServer
     with LlamaServer(api_key="secret-key") as server:
-        config = ModelConfig("srv", "litellm", server.litellm_model, api_base=server.api_base)
+        config = ModelSpec(name="srv", kind="litellm", model=server.litellm_model,
+                           api_base=server.api_base)
 
 or wrap `llama_server_fixture()` / the `llama_server` fixture defined here (session-scoped:
 import it into a conftest or test module). `kill()` SIGKILLs the server (fault tests) and
@@ -28,9 +29,10 @@ import pytest
 
 DEFAULT_ALIAS = "gemma-3-270m"
 
-# Runs `python -m llama_cpp.server` with one change: on a CPU reporting Intel AMX, llama.cpp's
-# extra weight buffers (AMX, repacked layouts) are off, as in workbench.providers.local; their
-# tile instructions die with SIGILL where worker threads lack the kernel's AMX permission.
+# Runs `python -m llama_cpp.server` with one change: when the CPU reports Intel AMX and this
+# llama.cpp build has AMX kernels (a native build; the Makefile's portable one has none),
+# llama.cpp's extra weight buffers are off, as in workbench.providers.local; their tile
+# instructions die with SIGILL where worker threads lack the kernel's AMX permission.
 _SERVER_MAIN = """
 import runpy
 from pathlib import Path
@@ -39,7 +41,10 @@ try:
     flags = Path("/proc/cpuinfo").read_text(errors="ignore")
 except OSError:
     flags = ""
-if "amx_tile" in flags or "amx_int8" in flags:
+import llama_cpp
+
+if ("amx_tile" in flags or "amx_int8" in flags) and "AMX" in (
+        llama_cpp.llama_print_system_info().decode(errors="ignore")):
     import llama_cpp.llama_cpp as lib
 
     original = lib.llama_model_default_params

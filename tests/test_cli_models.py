@@ -41,7 +41,7 @@ def test_models_add_and_delete(home: Path, capsys: pytest.CaptureFixture[str],
     assert code == 0, err
     cfg = Catalog(home).get("mini")
     assert cfg.tags == ("hosted", "cheap") and cfg.max_tokens == 64
-    assert cfg.input_price_per_m and cfg.output_price_per_m  # from LiteLLM's bundled table
+    assert cfg.input_price_per_mtok and cfg.output_price_per_mtok  # from LiteLLM's bundled table
     code, out, _ = cli(capsys, "models", "--json", "--home", str(home))
     mini = next(r for r in json.loads(out) if r["name"] == "mini")
     assert mini["key_status"] == "missing" and mini["api_key_env"] == "OPENAI_API_KEY"
@@ -49,7 +49,7 @@ def test_models_add_and_delete(home: Path, capsys: pytest.CaptureFixture[str],
     code, _, err = cli(capsys, "models", "add", "own", "--kind", "litellm", "--model",
                        "openai/gpt-4o-mini", "--input-price", "0.5", "--output-price", "1.5",
                        "--home", str(home))
-    assert code == 0 and Catalog(home).get("own").input_price_per_m == 0.5
+    assert code == 0 and Catalog(home).get("own").input_price_per_mtok == 0.5
 
     code, _, err = cli(capsys, "models", "add", "mini", "--kind", "litellm", "--model",
                        "openai/x", "--home", str(home))

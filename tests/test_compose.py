@@ -7,8 +7,8 @@ import pytest
 
 from workbench import compose
 from workbench.errors import PolicyError
-from workbench.policy import ModelSpec, Policy
-from workbench.providers.base import ModelConfig
+from workbench.models import ModelSpec
+from workbench.policy import Policy
 from workbench.store import Store
 
 
@@ -30,8 +30,8 @@ def test_summaries_sorted_by_cost_and_default_tiers() -> None:
 
 
 def test_compose_builds_a_valid_round_tripping_policy() -> None:
-    specs = {"small": ModelSpec(model="s", tags=("local",)), "big": ModelSpec(model="b"),
-             "unused": ModelSpec(model="u")}
+    specs = {"small": ModelSpec(name="small", model="s", tags=("local",)),
+             "big": ModelSpec(name="big", model="b"), "unused": ModelSpec(name="unused", model="u")}
     policy = compose.compose(specs, ["small", "big"], [0.8], pii_allowed_tags=["local"],
                              fallback="big", max_strong_share=0.4, verifier="valid_label")
     assert [t.model for t in policy.tiers] == ["small", "big"]
@@ -43,21 +43,21 @@ def test_compose_builds_a_valid_round_tripping_policy() -> None:
 
 
 def test_compose_rejects_bad_choices() -> None:
-    specs = {"a": ModelSpec(model="a")}
+    specs = {"a": ModelSpec(name="a", model="a")}
     with pytest.raises(PolicyError, match="at least one tier"):
         compose.compose(specs, [], [])
     with pytest.raises(PolicyError):
         compose.compose(specs, ["a", "nope"], [0.5])
     with pytest.raises(PolicyError):
-        compose.compose({**specs, "b": ModelSpec(model="b")}, ["a", "b"], [1.5])
+        compose.compose({**specs, "b": ModelSpec(name="b", model="b")}, ["a", "b"], [1.5])
 
 
 def test_model_specs_prefer_catalog_entries(store: Store) -> None:
     store.add_workload_frame("w", pl.DataFrame({"item_id": ["1", "2"], "input": ["x", "y"]}),
                              task_type="qa", source="t")
     store.write_outcomes("w", _outcomes())
-    local = ModelConfig(name="small", kind="local-gguf", model="/models/s.gguf",
-                        tags=("local",), api_key_env=None)
+    local = ModelSpec(name="small", kind="local-gguf", model="/models/s.gguf",
+                      tags=("local",), max_tokens=16, hardware_usd_per_hour=0.2)
     specs = compose.model_specs(store, "w", [local])
-    assert specs["small"].provider == "local" and specs["small"].tags == ("local",)
-    assert specs["big"].model == "big"
+    assert specs["small"] == local  # the catalog's description itself, nothing mapped
+    assert specs["big"] == ModelSpec(name="big", model="big")

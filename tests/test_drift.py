@@ -49,8 +49,8 @@ def test_two_proportions() -> None:
 
 POLICY: dict[str, Any] = {
     "name": "drifty",
-    "models": {"cheap": {"provider": "local", "model": "/m/cheap.gguf"},
-               "strong": {"provider": "litellm", "model": "openai/gpt-4o",
+    "models": {"cheap": {"kind": "local-gguf", "model": "/m/cheap.gguf"},
+               "strong": {"kind": "litellm", "model": "openai/gpt-4o",
                           "input_price_per_mtok": 2.5, "output_price_per_mtok": 10}},
     "refusal": {"deny_patterns": ["(?i)forbidden"]},
     "tiers": [{"model": "cheap", "accept_above": 0.6}, {"model": "strong"}],

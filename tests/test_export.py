@@ -29,7 +29,7 @@ from workbench.export import (
     with_provenance,
     write_litellm_config,
 )
-from workbench.policy import MAX_POLICY_FILE_BYTES, Policy
+from workbench.policy import MAX_POLICY_FILE_BYTES, SCHEMA_VERSION, Policy
 from workbench.replay import replay
 
 SECRET = "sk-test-SECRET123"
@@ -42,12 +42,12 @@ def make_policy(**extra: object) -> Policy:
         "name": "full",
         "description": "every stage",
         "models": {
-            "cheap": {"provider": "local", "model": "/models/tiny.gguf", "tags": ["local"],
+            "cheap": {"kind": "local-gguf", "model": "/models/tiny.gguf", "tags": ["local"],
                       "input_price_per_mtok": 0.01, "output_price_per_mtok": 0.02},
-            "mid": {"provider": "openai_compatible", "model": "mid-model",
+            "mid": {"kind": "litellm", "model": "openai/mid-model",
                     "api_base": "http://127.0.0.1:9/v1", "input_price_per_mtok": 0.2,
                     "output_price_per_mtok": 0.4},
-            "strong": {"provider": "litellm", "model": "openai/gpt-4o",
+            "strong": {"kind": "litellm", "model": "openai/gpt-4o",
                        "api_key_env": "OPENAI_API_KEY", "input_price_per_mtok": 2.5,
                        "output_price_per_mtok": 10.0},
         },
@@ -125,7 +125,7 @@ def test_round_trip_gives_identical_replay(tmp_path: Path, suffix: str) -> None:
 def test_policy_file_has_every_stage_and_threshold(tmp_path: Path) -> None:
     text = policy_text(with_provenance(make_policy()), "yaml")
     data = yaml.safe_load(text)
-    assert data["schema_version"] == 1
+    assert data["schema_version"] == SCHEMA_VERSION
     assert [t["accept_above"] for t in data["tiers"]] == [0.7, 0.6, 0.0]
     assert data["preroute"]["preroute_below"] == 0.5
     assert data["budgets"] == {"max_cost_per_request": 0.5, "max_strong_share": 0.4}
@@ -316,12 +316,12 @@ def test_litellm_router_routes_live(tmp_path: Path, llama_server: LlamaServer) -
     dead = f"http://127.0.0.1:{free_port()}/v1"
     policy = Policy.validate_data({
         "name": "live", "models": {
-            "cheap": {"provider": "openai_compatible", "model": llama_server.alias,
-                      "api_base": dead, "tags": ["local"]},
-            "strong": {"provider": "openai_compatible", "model": llama_server.alias,
+            "cheap": {"model": f"openai/{llama_server.alias}", "api_base": dead,
+                      "tags": ["local"]},
+            "strong": {"model": f"openai/{llama_server.alias}",
                        "api_base": llama_server.api_base, "input_price_per_mtok": 1.0,
                        "output_price_per_mtok": 2.0},
-            "private": {"provider": "openai_compatible", "model": llama_server.alias,
+            "private": {"model": f"openai/{llama_server.alias}",
                         "api_base": llama_server.api_base, "tags": ["local"]},
         },
         "governance": {"rules": [{"data_class": "pii", "detectors": ["email"],

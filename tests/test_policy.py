@@ -10,12 +10,13 @@ import pytest
 
 from workbench.cli import main
 from workbench.errors import PolicyError
-from workbench.policy import Policy, json_schema
+from workbench.models import ModelSpec
+from workbench.policy import SCHEMA_VERSION, Policy, json_schema, migrate, single
 
 POLICY_YAML = """
 name: support-cascade
 models:
-  local: {provider: local, model: gemma-270m, tags: [local, cheap]}
+  local: {kind: local-gguf, model: gemma-270m, tags: [local, cheap]}
   strong: {model: openai/gpt-4o, api_key_env: OPENAI_API_KEY, tags: [hosted],
            input_price_per_mtok: 2.5, output_price_per_mtok: 10}
 governance:
@@ -130,7 +131,11 @@ def test_cli_evaluate_schema_check(home: Path, tmp_path: Path, capsys: pytest.Ca
     assert main(["evaluate", "--workload", "w", "--single", "ghost"]) == 2
     assert "no outcomes" in capsys.readouterr().err
     assert main(["schema"]) == 0
-    assert json.loads(capsys.readouterr().out)["title"] == "Policy"
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["title"] == "Policy" and printed["$id"] == "workbench-policy-v2"
+    model = printed["$defs"]["ModelSpec"]
+    assert "name" not in model["properties"] and model["required"] == ["model"]  # name = key
+    assert model["properties"]["kind"]["enum"] == ["local-gguf", "litellm"]
     assert main(["check", "--policy", str(path), "--workload", "w",
                  "--quality-floor", "0.5", "--max-cost", "1"]) == 0
     assert capsys.readouterr().out.startswith("OK")
@@ -140,3 +145,156 @@ def test_cli_evaluate_schema_check(home: Path, tmp_path: Path, capsys: pytest.Ca
     assert line.startswith("FAIL: quality") and "\n" not in line
     assert main(["check", "--policy", str(path), "--workload", "w", "--max-cost", "0"]) == 1
     assert "cost per request" in capsys.readouterr().out
+
+
+# -- schema versions: a file written by the version 1 code -----------------------------------------
+DATA = Path(__file__).parent / "data"
+V1_FILE = DATA / "policy_v1.yaml"  # exported by the schema_version 1 code (provider: ...)
+# what that code derived from it: provider configs, LiteLLM config, replay and live decisions
+V1_EXPECTED = json.loads((DATA / "policy_v1_expected.json").read_text())
+V1_RENAMED = {"input_price_per_m": "input_price_per_mtok",
+              "output_price_per_m": "output_price_per_mtok"}
+
+
+def _v1_items_outcomes() -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The recorded workload the version 1 code replayed and routed (items, outcomes)."""
+    items = pl.DataFrame(V1_EXPECTED["items"],
+                         schema_overrides={"labels": pl.List(pl.String), "tags": pl.String,
+                                           "data_class": pl.String})
+    outcomes = pl.DataFrame(V1_EXPECTED["outcomes"], schema_overrides={
+        "quality": pl.Float64, "latency_ms": pl.Float64, "confidence": pl.Float64,
+        "output": pl.String, "error": pl.String, "cost_usd": pl.Float64})
+    return items, outcomes
+
+
+def test_v1_file_migrates_field_by_field() -> None:
+    import yaml
+
+    raw = yaml.safe_load(V1_FILE.read_text())
+    assert raw["schema_version"] == 1 and raw["models"]["medium"]["provider"] == "openai_compatible"
+    policy = Policy.from_file(V1_FILE)
+    assert policy.schema_version == SCHEMA_VERSION == 2
+    # every model equals what the v1 code handed the providers, under today's field names
+    assert set(policy.models) == set(V1_EXPECTED["configs"])
+    for name, config in V1_EXPECTED["configs"].items():
+        expected = {V1_RENAMED.get(k, k): v for k, v in config.items()}
+        got = policy.models[name].model_dump(mode="json")
+        assert got == expected, name
+    tiny, medium = policy.models["tiny"], policy.models["medium"]
+    assert (tiny.kind, tiny.model, tiny.tags) == ("local-gguf", "/models/tiny-q4.gguf",
+                                                  ("local", "cheap"))
+    assert (tiny.input_price_per_mtok, tiny.output_price_per_mtok) == (0.0, 0.0)
+    assert (medium.kind, medium.model, medium.api_base, medium.api_key_env) == (
+        "litellm", "openai/medium-served", "http://127.0.0.1:8011/v1", "INHOUSE_API_KEY")
+    assert (medium.input_price_per_mtok, medium.output_price_per_mtok) == (0.2, 0.6)
+    # everything but the models is read as written
+    same = Policy.validate_data({**raw, "schema_version": 2, "models": policy.models})
+    assert same == policy
+    assert policy.provenance is not None and policy.provenance.trial == 17
+    assert policy.provenance.holdout_metrics == raw["provenance"]["holdout_metrics"]
+
+
+def test_v1_file_routes_and_replays_as_before() -> None:
+    from tests.test_conformance import RecordedProvider
+    from workbench.export import litellm_config, load_policy_file
+    from workbench.providers.base import Request
+    from workbench.replay import replay
+    from workbench.router import PolicyRouter
+
+    policy = load_policy_file(V1_FILE)  # the production loader reads version 1 too
+    items, outcomes = _v1_items_outcomes()
+    trace = replay(policy, items, outcomes).trace.select(
+        "item_id", "models_tried", "answered_by", "refused", "refusal_reason", "cost_usd"
+    ).with_columns(pl.all().cast(pl.String)).to_dicts()
+    assert trace == V1_EXPECTED["replay_trace"]
+
+    rows = {(str(r["item_id"]), r["model"]): r for r in outcomes.iter_rows(named=True)}
+    router = PolicyRouter(policy, log=False,
+                          provider_factory=lambda spec: RecordedProvider(spec, rows, spec.name))
+    for item, before in zip(items.iter_rows(named=True), V1_EXPECTED["router"], strict=True):
+        res = router.complete(item["input"], labels=item["labels"], tags=item["tags"],
+                              data_class=item["data_class"], difficulty=item["difficulty"],
+                              request_id=item["item_id"])
+        assert (res.model, list(res.models_tried), res.refusal_reason) == (
+            before["answered_by"], before["models_tried"], before["refusal_reason"]), item
+        request = Request(item["item_id"], "classification", item["input"])
+        for model, estimate in before["estimates"].items():  # prices x tokens, as before
+            assert router.estimate_cost(model, request) == pytest.approx(estimate, rel=1e-12)
+    router.close()
+
+    config = litellm_config(policy)
+    old = V1_EXPECTED["litellm_config"]
+    assert config["router_settings"] == old["router_settings"]
+    assert [m["litellm_params"] for m in config["model_list"]] == [
+        m["litellm_params"] for m in old["model_list"]]
+
+
+def test_v1_file_resaves_as_version_2_and_round_trips(tmp_path: Path) -> None:
+    from workbench.export import export_policy, load_policy_file
+
+    policy = Policy.from_file(V1_FILE)
+    text = policy.to_yaml()
+    assert text.startswith("schema_version: 2\n")
+    assert "provider:" not in text and "\n    name:" not in text  # a model's name is its key
+    assert "kind: local-gguf" in text and "model: openai/medium-served" in text
+    assert Policy.from_yaml(text) == policy and Policy.from_json(policy.to_json()) == policy
+    path = export_policy(policy, tmp_path / "v2.yaml", provenance=False)
+    assert load_policy_file(path) == policy
+
+
+def test_migrate_v1_models() -> None:
+    data = {"schema_version": 1, "name": "p", "models": {
+        "bare": {"model": "openai/gpt-4o-mini"},
+        "local": {"provider": "local", "model": "/m.gguf", "tags": ["local"]},
+        "served": {"provider": "openai_compatible", "model": "served", "api_base": "http://h/v1",
+                   "output_price_per_mtok": 2.0},
+        "prefixed": {"provider": "openai_compatible", "model": "openai/x",
+                     "api_base": "http://h/v1"},
+    }, "tiers": [{"model": "bare"}]}
+    out = migrate(data)
+    assert data["schema_version"] == 1 and "provider" in data["models"]["local"]  # untouched
+    assert out["schema_version"] == 2
+    # v1's default price was 0.0: written out, so an unpriced v1 model stays free
+    assert out["models"]["bare"] == {"kind": "litellm", "model": "openai/gpt-4o-mini",
+                                     "input_price_per_mtok": 0.0, "output_price_per_mtok": 0.0}
+    assert out["models"]["local"]["kind"] == "local-gguf"
+    assert out["models"]["served"]["model"] == "openai/served"
+    assert out["models"]["served"]["output_price_per_mtok"] == 2.0
+    assert out["models"]["prefixed"]["model"] == "openai/x"
+    policy = Policy.validate_data(data)
+    assert policy.models["bare"] == ModelSpec(name="bare", model="openai/gpt-4o-mini",
+                                              input_price_per_mtok=0.0, output_price_per_mtok=0.0)
+    # a version 2 model without prices means LiteLLM's table (hosted) / hardware time (local)
+    v2 = Policy.validate_data({"models": {"bare": {"model": "openai/gpt-4o-mini"}},
+                               "tiers": [{"model": "bare"}]})
+    assert v2.models["bare"].input_price_per_mtok is None
+    with pytest.raises(PolicyError, match="unknown provider 'vllm'"):
+        Policy.validate_data({"schema_version": 1, "models": {"a": {"provider": "vllm",
+                              "model": "x"}}, "tiers": [{"model": "a"}]})
+
+
+@pytest.mark.parametrize(("version", "message"), [
+    (3, "unknown schema_version 3; this workbench reads versions 1 to 2"),
+    (0, "unknown schema_version 0"),
+    ("two", "schema_version: Input should be a valid integer"),
+])
+def test_unknown_versions_are_refused(version: object, message: str) -> None:
+    with pytest.raises(PolicyError, match=message):
+        Policy.validate_data({"schema_version": version, "models": {"a": {"model": "a"}},
+                              "tiers": [{"model": "a"}]})
+
+
+def test_model_name_is_its_key() -> None:
+    base = {"tiers": [{"model": "a"}]}
+    named = Policy.validate_data({**base, "models": {"a": {"name": "a", "model": "x"}}})
+    assert named.models["a"].name == "a"
+    assert Policy.validate_data({**base, "models": {"a": {"model": "x"}}}) == named
+    with pytest.raises(PolicyError, match="model 'a' is named 'b'; a model's name is its key"):
+        Policy.validate_data({**base, "models": {"a": {"name": "b", "model": "x"}}})
+    with pytest.raises(PolicyError, match="is named 'b'"):
+        single("a", ModelSpec(name="b", model="x"))
+    with pytest.raises(PolicyError, match="'provider' is a schema_version 1 field"):
+        Policy.validate_data({**base, "models": {"a": {"provider": "local", "model": "x"}}})
+    assert "name" not in named.model_dump(mode="json")["models"]["a"]
+    # a model's fields at their defaults are left out of files; kind and model never are
+    assert named.model_dump(mode="json")["models"]["a"] == {"kind": "litellm", "model": "x"}

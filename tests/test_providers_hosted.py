@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.servers import LlamaServer, llama_server_fixture
-from workbench.providers import ModelConfig, Request, UnknownModelError, get_provider
+from workbench.providers import ModelSpec, Request, UnknownModelError, get_provider
 from workbench.providers.hosted import HostedProvider, key_status, read_secrets
 
 LABELS = ("billing", "shipping", "refund")
@@ -29,14 +29,14 @@ def keyed_server() -> Iterator[LlamaServer]:
     yield from llama_server_fixture(n_threads=1, api_key="sk-test-good-0123456789")
 
 
-def _config(server: LlamaServer, **kw: object) -> ModelConfig:
-    return ModelConfig("srv", "litellm", server.litellm_model, api_base=server.api_base,
-                       max_tokens=8, timeout_s=60, **kw)  # type: ignore[arg-type]
+def _config(server: LlamaServer, **kw: object) -> ModelSpec:
+    return ModelSpec(name="srv", kind="litellm", model=server.litellm_model,
+                     api_base=server.api_base, max_tokens=8, timeout_s=60, **kw)
 
 
 @pytest.mark.slow
 def test_classification_and_generation_through_litellm(server: LlamaServer) -> None:
-    provider = get_provider(_config(server, input_price_per_m=1.0, output_price_per_m=2.0))
+    provider = get_provider(_config(server, input_price_per_mtok=1.0, output_price_per_mtok=2.0))
     provider.check()
     reqs = [Request("a", "classification", "I was charged twice on my card", LABELS),
             Request("b", "qa", "What is 2 + 3?")]
@@ -54,8 +54,8 @@ def test_classification_and_generation_through_litellm(server: LlamaServer) -> N
 @pytest.mark.slow
 def test_unknown_models_are_clear_errors(server: LlamaServer) -> None:
     with pytest.raises(UnknownModelError, match="provider/model"):
-        get_provider(ModelConfig("x", "litellm", "no-such-model-anywhere-123")).check()
-    wrong = ModelConfig("y", "litellm", "openai/not-served", api_base=server.api_base)
+        get_provider(ModelSpec(name="x", model="no-such-model-anywhere-123")).check()
+    wrong = ModelSpec(name="y", kind="litellm", model="openai/not-served", api_base=server.api_base)
     with pytest.raises(UnknownModelError, match=server.alias):
         get_provider(wrong).complete_many([Request("1", "qa", "1+1?")])
 
@@ -154,8 +154,8 @@ def test_retries_only_on_rate_limits_and_5xx(scripted: tuple[str, type[_Scripted
                                              calls: int) -> None:
     base, handler = scripted
     handler.script.extend(script)
-    provider = HostedProvider(ModelConfig("s", "litellm", "openai/scripted", api_base=base,
-                                          max_retries=2, timeout_s=10))
+    provider = HostedProvider(ModelSpec(name="s", kind="litellm", model="openai/scripted",
+                                        api_base=base, max_retries=2, timeout_s=10))
     provider.backoff_base_s = 0.01
     r = provider.complete(Request("1", "classification", "money back", LABELS))
     assert r.error == error, r.error_message

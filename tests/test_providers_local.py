@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from workbench.errors import WorkbenchError
-from workbench.providers import ModelConfig, Request, UnknownModelError, get_provider
+from workbench.providers import ModelSpec, Request, UnknownModelError, get_provider
 from workbench.providers.base import Response, redact
 from workbench.providers.local import (
     LocalProvider,
@@ -35,8 +35,8 @@ def model_path() -> str:
 @pytest.fixture(scope="module")
 def provider(model_path: str) -> LocalProvider:
     # One thread: the test machine's two cores are shared with other work.
-    return LocalProvider(ModelConfig("gemma-local", "local-gguf", model_path, threads=1,
-                                     max_tokens=24, hardware_usd_per_hour=0.36))
+    return LocalProvider(ModelSpec(name="gemma-local", kind="local-gguf", model=model_path,
+                                   threads=1, max_tokens=24, hardware_usd_per_hour=0.36))
 
 
 # -- prompts (no model needed) -------------------------------------------------------------------
@@ -78,13 +78,13 @@ def test_redact_scrubs_keys(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_unknown_local_model_is_a_clear_error(tmp_path: Path) -> None:
-    missing = ModelConfig("nope", "local-gguf", str(tmp_path / "missing.gguf"))
+    missing = ModelSpec(name="nope", kind="local-gguf", model=str(tmp_path / "missing.gguf"))
     with pytest.raises(UnknownModelError, match="not found"):
         get_provider(missing).check()
     fake = tmp_path / "fake.gguf"
     fake.write_bytes(b"NOTGGUF" * 10)
     with pytest.raises(UnknownModelError, match="not a GGUF"):
-        get_provider(ModelConfig("fake", "local-gguf", str(fake))).complete_many([])
+        get_provider(ModelSpec(name="fake", kind="local-gguf", model=str(fake))).complete_many([])
 
 
 # -- real inference ------------------------------------------------------------------------------
@@ -165,7 +165,8 @@ def test_should_stop_and_context_window_errors(model_path: str,
     out = provider.complete_many(reqs, should_stop=lambda: len(calls) >= 1,
                                  on_result=lambda i, r: calls.append(i))
     assert out[0] is not None and out[1:] == [None, None]
-    tiny = LocalProvider(ModelConfig("tiny", "local-gguf", model_path, n_ctx=64, threads=1))
+    tiny = LocalProvider(ModelSpec(name="tiny", kind="local-gguf", model=model_path, n_ctx=64,
+                                   threads=1))
     r = tiny.complete(Request("long", "qa", "How many? " * 40))
     assert r.error == "context_window" and r.output is None and "n_ctx" in r.error_message
 
@@ -179,7 +180,7 @@ def test_requantized_model_loads_and_classifies(model_path: str, tmp_path: Path)
     dst = requantize(model_path, tmp_path / "gemma-q3_k_m.gguf", "Q3_K_M", threads=1)
     assert check_gguf(dst) == dst.resolve()
     assert dst.stat().st_size < Path(model_path).stat().st_size
-    q3 = LocalProvider(ModelConfig("gemma-q3", "local-gguf", str(dst), threads=1))
+    q3 = LocalProvider(ModelSpec(name="gemma-q3", kind="local-gguf", model=str(dst), threads=1))
     r = q3.complete(Request("1", "classification", "I was charged twice this month",
                             ("billing", "shipping", "refund")))
     assert r.error is None and r.output in ("billing", "shipping", "refund")
@@ -218,10 +219,10 @@ def test_same_request_same_result_whatever_ran_before(model_path: str) -> None:
     sets, a template override), other provider instances and a reloaded model: every repeat
     of a call equals its first result."""
     configs: dict[str, Callable[[], LocalProvider]] = {
-        "default": lambda: LocalProvider(ModelConfig("det", "local-gguf", model_path,
-                                                     threads=1, max_tokens=6)),
-        "template": lambda: LocalProvider(ModelConfig(
-            "det-t", "local-gguf", model_path, threads=1, max_tokens=6,
+        "default": lambda: LocalProvider(ModelSpec(name="det", kind="local-gguf", model=model_path,
+                                                   threads=1, max_tokens=6)),
+        "template": lambda: LocalProvider(ModelSpec(
+            name="det-t", kind="local-gguf", model=model_path, threads=1, max_tokens=6,
             templates={"classification": "{examples}Text: {input}\nLabel:"})),
     }
     calls = [
@@ -273,8 +274,8 @@ def test_label_scores_do_not_depend_on_the_other_labels(model_path: str, cue: st
     the labels, a label's log-likelihood is the same whichever other labels are asked for,
     in whichever order. With a trailing space in the cue every label merges with the
     prompt's last token and is scored from inside the item."""
-    prov = LocalProvider(ModelConfig(
-        "det-labels", "local-gguf", model_path, threads=1,
+    prov = LocalProvider(ModelSpec(
+        name="det-labels", kind="local-gguf", model=model_path, threads=1,
         templates={"classification": "{examples}Message: {input}\n" + cue},
         few_shot={"classification": [("Has my card been sent yet?", "card_arrival")]}))
     text = "My new card has not come"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import statistics
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from workbench.export import export_policy
 from workbench.policy import Policy
 from workbench.providers.base import Request
 from workbench.replay import replay
-from workbench.router import PolicyRouter, model_configs, read_log, redact_pii
+from workbench.router import PolicyRouter, read_log, redact_pii
 from workbench.workloads.samples import generate
 
 SECRET = "sk-test-SECRET123"
@@ -39,8 +38,8 @@ def local_policy(gguf: str, **extra: Any) -> Policy:
     data: dict[str, Any] = {
         "name": "local-two",
         "models": {
-            "small": {"provider": "local", "model": gguf, "tags": ["local"]},
-            "small2": {"provider": "local", "model": gguf, "tags": ["local"],
+            "small": {"kind": "local-gguf", "model": gguf, "tags": ["local"]},
+            "small2": {"kind": "local-gguf", "model": gguf, "tags": ["local"],
                        "input_price_per_mtok": 1.0},
         },
         "tiers": [{"model": "small", "accept_above": 0.0}, {"model": "small2"}],
@@ -159,9 +158,8 @@ def test_fallback_on_provider_error_and_no_secret_anywhere(
     dead = f"http://127.0.0.1:{free_port()}/v1"
     policy = Policy.validate_data({
         "name": "fb", "models": {
-            "remote": {"provider": "openai_compatible", "model": "m", "api_base": dead,
-                       "api_key_env": "OPENAI_API_KEY"},
-            "small": {"provider": "local", "model": gguf}},
+            "remote": {"model": "openai/m", "api_base": dead, "api_key_env": "OPENAI_API_KEY"},
+            "small": {"kind": "local-gguf", "model": gguf}},
         "tiers": [{"model": "remote"}], "fallback": "small"})
     path = export_policy(policy, tmp_path / "fb.yaml")
     router = PolicyRouter.from_file(path, log_path=tmp_path / "log.jsonl", max_retries=0,
@@ -216,8 +214,8 @@ def test_live_decisions_equal_replay(tmp_path: Path, gguf: str, store: Any,
     base: dict[str, Any] = {
         "name": "live-cascade",
         "models": {
-            "cheap": {"provider": "local", "model": gguf, "tags": ["local"]},
-            "strong": {"provider": "openai_compatible", "model": llama_server.alias,
+            "cheap": {"kind": "local-gguf", "model": gguf, "tags": ["local"]},
+            "strong": {"model": f"openai/{llama_server.alias}",
                        "api_base": llama_server.api_base, "input_price_per_mtok": 0.5,
                        "output_price_per_mtok": 1.5},
         },
@@ -229,7 +227,7 @@ def test_live_decisions_equal_replay(tmp_path: Path, gguf: str, store: Any,
                   {"model": "strong"}],
     }
     # two few-shot examples for the server (a short prompt keeps the test quick)
-    short = {"strong": replace(model_configs(Policy.validate_data(base))["strong"], few_shot={
+    short = {"strong": Policy.validate_data(base).models["strong"].replace(few_shot={
         "classification": [("I was charged twice this month.", "billing"),
                            ("My parcel is lost.", "shipping")]})}
     router = make_router(Policy.validate_data(base), tmp_path, log=False, configs=short)

@@ -14,8 +14,8 @@ import pytest
 
 from workbench.catalog import bundled_model_path
 from workbench.errors import WorkbenchError
+from workbench.models import ModelSpec
 from workbench.providers.base import (
-    ModelConfig,
     Provider,
     Request,
     Response,
@@ -66,7 +66,7 @@ class Counter:
     def __init__(self) -> None:
         self.made: list[CountingProvider] = []
 
-    def __call__(self, config: ModelConfig) -> Provider:
+    def __call__(self, config: ModelSpec) -> Provider:
         p = CountingProvider(get_provider(config))
         self.made.append(p)
         return p  # type: ignore[return-value]
@@ -76,11 +76,11 @@ class Counter:
         return sum(p.calls for p in self.made)
 
 
-def local_config(name: str = "gemma-local", **kw: object) -> ModelConfig:
+def local_config(name: str = "gemma-local", **kw: object) -> ModelSpec:
     # One thread: on this shared 2-core machine llama.cpp's thread barrier makes 2 threads
     # several times slower than 1 whenever other processes compete for the cores.
-    return ModelConfig(name=name, kind="local-gguf", model=str(bundled_model_path()),
-                       tags=("local",), threads=1, **kw)  # type: ignore[arg-type]
+    return ModelSpec(name=name, kind="local-gguf", model=str(bundled_model_path()),
+                     tags=("local",), threads=1, **kw)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -93,22 +93,48 @@ def triage(store: Store) -> Store:
 
 
 def test_cache_key_depends_on_what_changes_outputs() -> None:
-    base = ModelConfig(name="a", kind="litellm", model="openai/x", api_base="http://h/v1",
-                       api_key_env="KEY_ONE")
+    base = ModelSpec(name="a", kind="litellm", model="openai/x", api_base="http://h/v1",
+                     api_key_env="KEY_ONE")
     k = cache_key(base, "classification", "hello", ("a", "b"))
     assert len(k) == 64
-    renamed = ModelConfig(name="b", kind="litellm", model="openai/x", api_base="http://h/v1",
-                          api_key_env="KEY_TWO", input_price_per_m=3.0)
+    renamed = ModelSpec(name="b", kind="litellm", model="openai/x", api_base="http://h/v1",
+                        api_key_env="KEY_TWO", input_price_per_mtok=3.0)
     assert cache_key(renamed, "classification", "hello", ("a", "b")) == k
     assert cache_key(base, "classification", "hello!", ("a", "b")) != k
     assert cache_key(base, "classification", "hello", ("a", "c")) != k
     assert cache_key(base, "qa", "hello", ("a", "b")) != k
-    warmer = ModelConfig(name="a", kind="litellm", model="openai/x", api_base="http://h/v1",
-                         temperature=0.9)
+    warmer = ModelSpec(name="a", kind="litellm", model="openai/x", api_base="http://h/v1",
+                       temperature=0.9)
     assert cache_key(warmer, "classification", "hello", ("a", "b")) != k
-    shot = ModelConfig(name="a", kind="litellm", model="openai/x", api_base="http://h/v1",
-                       few_shot={"classification": [("hi", "a")]})
+    shot = ModelSpec(name="a", kind="litellm", model="openai/x", api_base="http://h/v1",
+                     few_shot={"classification": [("hi", "a")]})
     assert cache_key(shot, "classification", "hello", ("a", "b")) != k
+
+
+def test_cache_keys_unchanged_by_the_one_model_description() -> None:
+    """Keys computed by the ModelConfig code (before ModelSpec): recorded runs stay cached."""
+    specs = {
+        "hosted": ModelSpec(name="a", kind="litellm", model="openai/x", api_base="http://h/v1/",
+                            temperature=0.2, max_tokens=64,
+                            templates={"classification": "Q: {input}\nA:"},
+                            few_shot={"qa": [("1+1?", "2")],
+                                      "classification": [("hi", "greeting")]},
+                            api_key_env="KEY_ONE", input_price_per_mtok=1.0),
+        "plain": ModelSpec(name="b", kind="litellm", model="openai/gpt-4o-mini"),
+        "local-missing": ModelSpec(name="c", kind="local-gguf",
+                                   model="/nonexistent/dir/tiny.gguf", n_ctx=4096, threads=2),
+    }
+    before = {
+        "hosted": ("a90cc2d77a79a9a4",
+                   "edb0f13b5dd3f9b6a3d63a64cd5449585f645f5ea7de3347ab9546892a83ff7d"),
+        "plain": ("26c5450ed74a906a",
+                  "ceb6e5e228d123214fdb7d6974c841ee0b7bc9b5593b9e4eb7b006fc8adc864b"),
+        "local-missing": ("47553ef26c6c46e3",
+                          "70fc59e611e142dafb7d1b54b186b6bae3b33db634509c23a58f9e1bd849dda9"),
+    }
+    for name, spec in specs.items():
+        assert (spec.cache_hash(), cache_key(spec, "classification", "hello", ("a", "b"))) == (
+            before[name]), name
 
 
 def test_bootstrap_ci() -> None:
@@ -200,7 +226,7 @@ def test_side_by_side_flags(triage: Store) -> None:
 def test_errors_before_running(triage: Store) -> None:
     with pytest.raises(WorkbenchError, match="at least one model"):
         run(triage, "support-triage", [])
-    cfg = ModelConfig(name="x", kind="litellm", model="openai/x", api_base="http://127.0.0.1:9/v1")
+    cfg = ModelSpec(name="x", kind="litellm", model="openai/x", api_base="http://127.0.0.1:9/v1")
     with pytest.raises(WorkbenchError, match="listed twice"):
         run(triage, "support-triage", [cfg, cfg])
     with pytest.raises(WorkbenchError, match="unknown workload"):
@@ -213,7 +239,7 @@ def test_errors_before_running(triage: Store) -> None:
 
 
 def test_missing_gguf_is_a_clear_error(triage: Store, tmp_path: Path) -> None:
-    cfg = ModelConfig(name="gone", kind="local-gguf", model=str(tmp_path / "gone.gguf"))
+    cfg = ModelSpec(name="gone", kind="local-gguf", model=str(tmp_path / "gone.gguf"))
     with pytest.raises(UnknownModelError, match="gone"):
         run(triage, "support-triage", [cfg], limit=2)
     assert triage.outcomes("support-triage").height == 0
@@ -295,12 +321,12 @@ def test_hosted_server_killed_mid_run_then_resumed(
     triage: Store, server: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("WORKBENCH_CONCURRENCY", "1")  # so "mid-run" is a definite point
-    cfg = ModelConfig(name="srv", kind="litellm", model=server.litellm_model,  # type: ignore[attr-defined]
-                      api_base=server.api_base, timeout_s=180, max_retries=0,  # type: ignore[attr-defined]
-                      max_tokens=4)  # labels are short; each token costs the server a lot
+    cfg = ModelSpec(name="srv", kind="litellm", model=server.litellm_model,  # type: ignore[attr-defined]
+                    api_base=server.api_base, timeout_s=180, max_retries=0,  # type: ignore[attr-defined]
+                    max_tokens=4)  # labels are short; each token costs the server a lot
     n, k = 6, 2
-    ghost = ModelConfig(name="ghost", kind="litellm", model="openai/no-such-model",
-                        api_base=server.api_base)  # type: ignore[attr-defined]
+    ghost = ModelSpec(name="ghost", kind="litellm", model="openai/no-such-model",
+                      api_base=server.api_base)  # type: ignore[attr-defined]
     with pytest.raises(UnknownModelError, match="no-such-model"):
         run(triage, "support-triage", [ghost], limit=n)
     assert triage.outcomes("support-triage").height == 0
@@ -339,8 +365,8 @@ def test_hosted_bad_key_is_an_auth_row_and_never_stored(
     wrong = "sk-wrong-" + "7f3a9c2e1b"
     monkeypatch.setenv("SRV_TEST_KEY", wrong)
     with servers.LlamaServer(api_key="sk-right-0123456789", n_threads=1) as srv:
-        cfg = ModelConfig(name="locked", kind="litellm", model=srv.litellm_model,
-                          api_base=srv.api_base, api_key_env="SRV_TEST_KEY", timeout_s=120)
+        cfg = ModelSpec(name="locked", kind="litellm", model=srv.litellm_model,
+                        api_base=srv.api_base, api_key_env="SRV_TEST_KEY", timeout_s=120)
         s = run(triage, "support-triage", [cfg], limit=2)
     out = triage.outcomes("support-triage")
     assert s.errors == 2 and set(out["error"].to_list()) == {"auth"}

@@ -143,9 +143,9 @@ def test_judge_reply_parsing() -> None:
 def test_judge_needs_model_and_valid_scale() -> None:
     with pytest.raises(WorkbenchError, match="judge model"):
         score("generation", ["a"], ["a"], scorer="judge")
-    from workbench.providers.base import ModelConfig
+    from workbench.models import ModelSpec
 
-    cfg = ModelConfig(name="j", kind="litellm", model="openai/x")
+    cfg = ModelSpec(name="j", kind="litellm", model="openai/x")
     with pytest.raises(WorkbenchError, match="unknown judge scale"):
         scoring.make_judge(cfg, "be right", scale="1-5")
     with pytest.raises(WorkbenchError, match="rubric"):
@@ -156,10 +156,10 @@ def test_judge_needs_model_and_valid_scale() -> None:
 def test_judge_with_bundled_model() -> None:
     """The judge runs the real bundled model and returns quality in [0, 1] per row."""
     from workbench.catalog import bundled_model_path
-    from workbench.providers.base import ModelConfig
+    from workbench.models import ModelSpec
 
-    cfg = ModelConfig(name="judge", kind="local-gguf", model=str(bundled_model_path()),
-                      max_tokens=4)
+    cfg = ModelSpec(name="judge", kind="local-gguf", model=str(bundled_model_path()),
+                    max_tokens=4)
     judge = scoring.make_judge(cfg, "The answer gives the same number as the reference.",
                                scale="yes/no")
     q = judge(["4", "I like turtles", None], ["4", "4", "4"], inputs=["2+2?"] * 3)

@@ -26,7 +26,7 @@ def policy(gguf: str) -> Policy:
     """One local tier, a PII rule it satisfies, a deny pattern."""
     return Policy.validate_data({
         "name": "served",
-        "models": {"small": {"provider": "local", "model": gguf, "tags": ["local"]}},
+        "models": {"small": {"kind": "local-gguf", "model": gguf, "tags": ["local"]}},
         "governance": {"rules": [{"data_class": "pii", "detectors": ["email"],
                                   "allowed_tags": ["local"]}]},
         "refusal": {"deny_patterns": ["(?i)forbidden topic"]},

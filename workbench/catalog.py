@@ -1,8 +1,10 @@
-"""The model catalog: model configs, saved policies and tuning studies (SQLModel over SQLite).
+"""The model catalog: models, saved policies and tuning studies (SQLModel over SQLite).
 
-Lives at `settings.catalog_url(home)`. Model rows convert to and from the provider-neutral
-`ModelConfig`. No secret is ever stored: `api_key_env` holds the NAME of an environment variable,
-and values that look like keys are refused before anything is written.
+Lives at `settings.catalog_url(home)`. A model row is a name and the one model description
+(`workbench.models.ModelSpec`) as JSON, the same fields a policy file and the providers use.
+Catalogs written by older versions are migrated when first opened (`CATALOG_SCHEMA_VERSION`,
+kept in `catalog_meta`). No secret is ever stored: `api_key_env` holds the NAME of an
+environment variable, and values that look like keys are refused before anything is written.
 """
 
 from __future__ import annotations
@@ -10,10 +12,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,14 +27,14 @@ from sqlmodel import Field, Session, SQLModel, create_engine, select
 from workbench import settings
 from workbench.errors import ConflictError, NotFoundError, WorkbenchError
 from workbench.extras import require
-from workbench.providers.base import KINDS, ModelConfig
+from workbench.models import ModelSpec
 
 BUNDLED_MODEL_NAME = "gemma3-270m-q4km-local"
 BUNDLED_MODEL_TAGS: tuple[str, ...] = ("local", "may-see-pii")
 GGUF_MAGIC = b"GGUF"
 
-# Fields of a model row that are plain ModelConfig values (the rest are JSON containers).
-_CONFIG_FIELDS = tuple(f.name for f in fields(ModelConfig))
+# 1: a column per field of the old ModelConfig; 2: name + the ModelSpec as JSON.
+CATALOG_SCHEMA_VERSION = 2
 
 
 def _now() -> datetime:
@@ -40,46 +42,29 @@ def _now() -> datetime:
 
 
 class ModelEntry(SQLModel, table=True):
-    """One model configuration in the catalog (a row per model name)."""
+    """One model in the catalog: its name and its ModelSpec (every other field) as JSON."""
 
     __tablename__ = "models"
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(index=True, unique=True)
-    kind: str
-    model: str
-    api_base: str | None = None
-    api_key_env: str | None = None
-    temperature: float = 0.0
-    max_tokens: int = 128
-    n_ctx: int = 2048
-    threads: int = 0
-    input_price_per_m: float | None = None
-    output_price_per_m: float | None = None
-    hardware_usd_per_hour: float | None = None
-    timeout_s: float = 60.0
-    max_retries: int = 3
-    tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
-    templates: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    few_shot: dict[str, list[list[str]]] = Field(
-        default_factory=dict, sa_column=Column(JSON, nullable=False)
-    )
+    spec: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created: datetime = Field(default_factory=_now)
     updated: datetime = Field(default_factory=_now)
 
-    def to_config(self) -> ModelConfig:
-        """The provider-neutral config of this row."""
-        data = {name: getattr(self, name) for name in _CONFIG_FIELDS}
-        data["tags"] = tuple(self.tags or ())
-        data["templates"] = dict(self.templates or {})
-        data["few_shot"] = {k: [tuple(p) for p in v] for k, v in (self.few_shot or {}).items()}
-        return ModelConfig(**data)
+    def to_spec(self) -> ModelSpec:
+        """The model description this row holds."""
+        return ModelSpec.from_data(self.name, self.spec)
 
     @classmethod
-    def from_config(cls, config: ModelConfig) -> ModelEntry:
-        """A new (unsaved) row holding `config`."""
-        d = config.as_dict()
-        return cls(**{k: d[k] for k in _CONFIG_FIELDS})
+    def from_spec(cls, spec: ModelSpec) -> ModelEntry:
+        """A new (unsaved) row holding `spec`."""
+        return cls(name=spec.name, spec=_row_data(spec))
+
+
+def _row_data(spec: ModelSpec) -> dict[str, Any]:
+    """Every field but the name (a column of its own), JSON-ready: rows are self-describing."""
+    return spec.model_dump(mode="json", exclude={"name"})
 
 
 class PolicyEntry(SQLModel, table=True):
@@ -211,12 +196,131 @@ def _engine(url: str) -> Engine:
         engine = _ENGINES.get(url)
         if engine is None:
             engine = create_engine(url, connect_args={"check_same_thread": False})
+            _upgrade(engine)
             SQLModel.metadata.create_all(
                 engine,
                 tables=[t.__table__ for t in (ModelEntry, PolicyEntry, StudyEntry, CatalogMeta)],
             )
+            with Session(engine) as s:
+                if s.get(CatalogMeta, "schema_version") is None:
+                    s.add(CatalogMeta(key="schema_version", value=str(CATALOG_SCHEMA_VERSION)))
+                    s.commit()
             _ENGINES[url] = engine
         return engine
+
+
+# -- catalog schema migrations ------------------------------------------------------------------
+# Version 1 model rows: a column per ModelConfig field; JSON columns hold the containers.
+_V1_COLUMNS = (
+    "kind", "model", "api_base", "api_key_env", "temperature", "max_tokens", "n_ctx", "threads",
+    "input_price_per_m", "output_price_per_m", "hardware_usd_per_hour", "timeout_s",
+    "max_retries", "tags", "templates", "few_shot",
+)
+_V1_RENAMES = {"input_price_per_m": "input_price_per_mtok",
+               "output_price_per_m": "output_price_per_mtok"}
+_V1_JSON = ("tags", "templates", "few_shot")
+
+
+def _schema_version(con: sqlite3.Connection) -> int | None:
+    """The catalog's schema version (None for an empty file): `catalog_meta` says, else the
+    layout of the `models` table does (catalogs before version 2 did not record one)."""
+    tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if "catalog_meta" in tables:
+        row = con.execute("SELECT value FROM catalog_meta WHERE key = 'schema_version'").fetchone()
+        if row is not None:
+            return int(row[0])
+    if "models" not in tables:
+        return None
+    columns = {r[1] for r in con.execute("PRAGMA table_info(models)")}
+    return 2 if "spec" in columns else 1
+
+
+def _v1_spec(row: sqlite3.Row) -> ModelSpec:
+    """A version 1 model row as a ModelSpec (prices per 1M tokens renamed, JSON parsed)."""
+    data: dict[str, Any] = {}
+    for column in _V1_COLUMNS:
+        value = row[column]
+        if column in _V1_JSON and isinstance(value, str):
+            value = json.loads(value)
+        if value is not None or column not in _V1_JSON:
+            data[_V1_RENAMES.get(column, column)] = value
+    return ModelSpec.from_data(row["name"], data)
+
+
+def _v1_to_v2(con: sqlite3.Connection, where: str) -> None:
+    """Rewrite the `models` table as name + JSON spec, keeping ids and timestamps; a row that
+    is not a valid model stops the migration (the caller rolls back, nothing is lost)."""
+    rows = con.execute("SELECT * FROM models ORDER BY id").fetchall()
+    moved = []
+    for row in rows:
+        try:
+            spec = _v1_spec(row)
+        except (WorkbenchError, ValueError) as exc:
+            raise WorkbenchError(
+                f"{where}: cannot migrate model {row['name']!r} to catalog schema "
+                f"{CATALOG_SCHEMA_VERSION}: {exc}; the catalog was left unchanged"
+            ) from None
+        moved.append((row["id"], spec.name, json.dumps(_row_data(spec)), row["created"],
+                      row["updated"]))
+    table = ModelEntry.__table__  # type: ignore[attr-defined]
+    con.execute("ALTER TABLE models RENAME TO models_v1")
+    for index in table.indexes:
+        con.execute(f'DROP INDEX IF EXISTS "{index.name}"')
+    for statement in _ddl(table):
+        con.execute(statement)
+    con.executemany(
+        "INSERT INTO models (id, name, spec, created, updated) VALUES (?, ?, ?, ?, ?)", moved)
+    con.execute("DROP TABLE models_v1")
+
+
+_MIGRATIONS = {1: _v1_to_v2}
+
+
+def _ddl(table: Any) -> list[str]:
+    """SQLite statements creating `table` (if missing) and its indexes, as SQLModel would."""
+    from sqlalchemy.dialects import sqlite as sqlite_dialect
+    from sqlalchemy.schema import CreateIndex, CreateTable
+
+    dialect = sqlite_dialect.dialect()
+    return [str(CreateTable(table, if_not_exists=True).compile(dialect=dialect)),
+            *(str(CreateIndex(i, if_not_exists=True).compile(dialect=dialect))
+              for i in table.indexes)]
+
+
+def _upgrade(engine: Engine) -> None:
+    """Bring an existing catalog file to CATALOG_SCHEMA_VERSION in one transaction (BEGIN
+    IMMEDIATE, version checked again inside: two processes opening an old catalog migrate it
+    once); a newer catalog is refused."""
+    path = engine.url.database
+    if engine.url.get_backend_name() != "sqlite" or not path or not Path(path).is_file():
+        return
+    con = sqlite3.connect(path, isolation_level=None)  # explicit transactions, DDL included
+    con.row_factory = sqlite3.Row
+    try:
+        version = _schema_version(con)
+        if version is not None and version > CATALOG_SCHEMA_VERSION:
+            raise WorkbenchError(
+                f"catalog {path} has schema version {version}, newer than this workbench "
+                f"reads ({CATALOG_SCHEMA_VERSION}); upgrade workbench"
+            )
+        if version is None or version == CATALOG_SCHEMA_VERSION:
+            return
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            version = _schema_version(con)
+            while version is not None and version < CATALOG_SCHEMA_VERSION:
+                _MIGRATIONS[version](con, f"catalog {path}")
+                version += 1
+                for statement in _ddl(CatalogMeta.__table__):  # type: ignore[attr-defined]
+                    con.execute(statement)
+                con.execute("INSERT OR REPLACE INTO catalog_meta (key, value) "
+                            "VALUES ('schema_version', ?)", (str(version),))
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    finally:
+        con.close()
 
 
 def _policy_body(body: str | Mapping[str, Any]) -> str:
@@ -241,12 +345,12 @@ class Catalog:
             yield session
 
     # -- models --------------------------------------------------------------------------------
-    def list_models(self, tag: str | None = None) -> list[ModelConfig]:
-        """All model configs by name (optionally only those carrying `tag`)."""
+    def list_models(self, tag: str | None = None) -> list[ModelSpec]:
+        """All models by name (optionally only those carrying `tag`)."""
         with self.session() as s:
             rows = s.exec(select(ModelEntry).order_by(ModelEntry.name)).all()
-        configs = [r.to_config() for r in rows]
-        return [c for c in configs if tag is None or tag in c.tags]
+        specs = [r.to_spec() for r in rows]
+        return [m for m in specs if tag is None or tag in m.tags]
 
     def entries(self) -> list[ModelEntry]:
         """All model rows (with created/updated timestamps), by name."""
@@ -265,68 +369,63 @@ class Catalog:
             raise NotFoundError(f"unknown model {name!r}; known models: {known}")
         return row
 
-    def get(self, name: str) -> ModelConfig:
-        """The config of the named model; NotFoundError lists the known names."""
+    def get(self, name: str) -> ModelSpec:
+        """The named model; NotFoundError lists the known names."""
         with self.session() as s:
-            return self._row(s, name).to_config()
+            return self._row(s, name).to_spec()
 
-    def _prepare(self, config: ModelConfig, *, fill_prices: bool) -> ModelConfig:
-        """Validate a config (no secrets, GGUF file) and fill default prices."""
-        check_api_key_env(config.api_key_env, config.name)
-        api_base = check_api_base(config.api_base, config.name)
+    def _prepare(self, spec: ModelSpec, *, fill_prices: bool) -> ModelSpec:
+        """Check a model before it is written (no key-like values, GGUF file) and fill the
+        local hardware price and, with `fill_prices`, LiteLLM's table prices."""
+        check_api_key_env(spec.api_key_env, spec.name)
+        api_base = check_api_base(spec.api_base, spec.name)
         changes: dict[str, Any] = {"api_base": api_base}
-        if config.kind == "local-gguf":
-            changes["model"] = str(validate_gguf(config.model))
-            if config.hardware_usd_per_hour is None:
+        if spec.kind == "local-gguf":
+            changes["model"] = str(validate_gguf(spec.model))
+            if spec.hardware_usd_per_hour is None:
                 changes["hardware_usd_per_hour"] = float(
                     settings.get("WORKBENCH_HARDWARE_USD_PER_HOUR")
                 )
-        elif fill_prices and (config.input_price_per_m is None or config.output_price_per_m is None):
-            inp, out = default_prices(config.model)
-            if config.input_price_per_m is None:
-                changes["input_price_per_m"] = inp
-            if config.output_price_per_m is None:
-                changes["output_price_per_m"] = out
-        return ModelConfig.from_dict({**config.as_dict(), **changes})
+        elif fill_prices and None in (spec.input_price_per_mtok, spec.output_price_per_mtok):
+            inp, out = default_prices(spec.model)
+            if spec.input_price_per_mtok is None:
+                changes["input_price_per_mtok"] = inp
+            if spec.output_price_per_mtok is None:
+                changes["output_price_per_mtok"] = out
+        return spec.replace(**changes)
 
-    def add(self, config: ModelConfig, *, fill_prices: bool = True) -> ModelConfig:
+    def add(self, spec: ModelSpec, *, fill_prices: bool = True) -> ModelSpec:
         """Register a model; a taken name is a ConflictError. Hosted models without prices get
         LiteLLM's table prices; local models get the hardware $/hour setting."""
-        if config.kind not in KINDS:
-            raise WorkbenchError(f"unknown kind {config.kind!r}; valid kinds: {', '.join(KINDS)}")
-        config = self._prepare(config, fill_prices=fill_prices)
+        spec = self._prepare(spec, fill_prices=fill_prices)
         with self.session() as s:
-            if s.exec(select(ModelEntry.id).where(ModelEntry.name == config.name)).first():
+            if s.exec(select(ModelEntry.id).where(ModelEntry.name == spec.name)).first():
                 raise ConflictError(
-                    f"a model named {config.name!r} already exists; choose another name or "
+                    f"a model named {spec.name!r} already exists; choose another name or "
                     "update it"
                 )
-            s.add(ModelEntry.from_config(config))
+            s.add(ModelEntry.from_spec(spec))
             s.commit()
-        return self.get(config.name)
+        return self.get(spec.name)
 
-    def update(self, name: str, /, **changes: Any) -> ModelConfig:
-        """Change fields of a model (renaming via `name=` too); returns the new config."""
+    def update(self, name: str, /, **changes: Any) -> ModelSpec:
+        """Change fields of a model (renaming via `name=` too); returns the new spec."""
         with self.session() as s:
             row = self._row(s, name)
-            data = {**row.to_config().as_dict(), **changes}
-            if "tags" in changes:
-                data["tags"] = list(changes["tags"] or ())
-            config = self._prepare(ModelConfig.from_dict(data), fill_prices=False)
-            if config.name != name and s.exec(
-                select(ModelEntry.id).where(ModelEntry.name == config.name)
+            if "tags" in changes and changes["tags"] is None:
+                changes["tags"] = ()
+            spec = self._prepare(row.to_spec().replace(**changes), fill_prices=False)
+            if spec.name != name and s.exec(
+                select(ModelEntry.id).where(ModelEntry.name == spec.name)
             ).first():
-                raise ConflictError(f"a model named {config.name!r} already exists")
-            new = config.as_dict()
-            for key in _CONFIG_FIELDS:
-                setattr(row, key, new[key])
-            row.updated = _now()
+                raise ConflictError(f"a model named {spec.name!r} already exists")
+            row.name, row.spec, row.updated = spec.name, _row_data(spec), _now()
             s.add(row)
             s.commit()
-            return row.to_config()
+            return row.to_spec()
 
     def delete(self, name: str) -> None:
-        """Remove a model config (recorded outcomes in the store are kept)."""
+        """Remove a model (recorded outcomes in the store are kept)."""
         with self.session() as s:
             s.delete(self._row(s, name))
             s.commit()
@@ -340,7 +439,7 @@ class Catalog:
         registered: list[str] = []
         if BUNDLED_MODEL_NAME not in self.names():
             self.add(
-                ModelConfig(
+                ModelSpec(
                     name=BUNDLED_MODEL_NAME, kind="local-gguf", model=str(bundled_model_path()),
                     tags=BUNDLED_MODEL_TAGS,
                 )
@@ -460,14 +559,14 @@ class Catalog:
             s.commit()
 
 
-def resolve_configs(
-    models: Sequence[str | ModelConfig], home: str | os.PathLike[str] | None = None
-) -> list[ModelConfig]:
-    """ModelConfigs for a mix of configs and catalog names (names looked up in `home`)."""
+def resolve_specs(
+    models: Sequence[str | ModelSpec], home: str | os.PathLike[str] | None = None
+) -> list[ModelSpec]:
+    """ModelSpecs for a mix of specs and catalog names (names looked up in `home`)."""
     catalog: Catalog | None = None
-    out: list[ModelConfig] = []
+    out: list[ModelSpec] = []
     for m in models:
-        if isinstance(m, ModelConfig):
+        if isinstance(m, ModelSpec):
             out.append(m)
         else:
             catalog = catalog or Catalog(home)

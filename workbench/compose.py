@@ -9,23 +9,11 @@ from dataclasses import dataclass
 import polars as pl
 
 from workbench.errors import PolicyError
-from workbench.policy import BUILTIN_DETECTORS, ModelSpec, Policy
-from workbench.providers.base import ModelConfig
+from workbench.models import ModelSpec
+from workbench.policy import BUILTIN_DETECTORS, Policy
 from workbench.store import Store
 
 PII_CLASS = "pii"
-
-
-def spec_from_config(config: ModelConfig) -> ModelSpec:
-    """A policy ModelSpec for a catalog model (no secrets: only the key's variable name)."""
-    provider = "local" if config.kind == "local-gguf" else (
-        "openai_compatible" if config.api_base else "litellm")
-    return ModelSpec(
-        provider=provider, model=config.model, api_base=config.api_base,
-        api_key_env=config.api_key_env, tags=tuple(config.tags),
-        input_price_per_mtok=config.input_price_per_m or 0.0,
-        output_price_per_mtok=config.output_price_per_m or 0.0,
-    )
 
 
 @dataclass(frozen=True)
@@ -53,14 +41,12 @@ def summarize(outcomes: pl.DataFrame) -> list[ModelSummary]:
 
 
 def model_specs(store: Store, workload: str,
-                catalog_configs: Sequence[ModelConfig] = ()) -> dict[str, ModelSpec]:
-    """A ModelSpec for every model with outcomes on the workload: from the catalog when it
-    knows the name (tags, endpoint, prices), else a bare LiteLLM spec named after the model."""
-    known = {c.name: c for c in catalog_configs}
-    specs: dict[str, ModelSpec] = {}
-    for name in store.models_of(workload):
-        specs[name] = spec_from_config(known[name]) if name in known else ModelSpec(model=name)
-    return specs
+                catalog: Sequence[ModelSpec] = ()) -> dict[str, ModelSpec]:
+    """A ModelSpec for every model with outcomes on the workload: the catalog's when it knows
+    the name (as recorded: endpoint, prompts, prices), else a bare LiteLLM spec of that name."""
+    known = {m.name: m for m in catalog}
+    return {name: known.get(name) or ModelSpec(name=name, model=name)
+            for name in store.models_of(workload)}
 
 
 def default_tiers(summaries: Sequence[ModelSummary]) -> list[str]:

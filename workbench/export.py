@@ -1,7 +1,7 @@
 """Export a routing policy: the versioned policy file (YAML/JSON with provenance) and a LiteLLM
 proxy config, plus the guarded loader a production router uses to read the file back.
 
-The policy file is the contract: it names every model (provider, model string, api_base, prices,
+The policy file is the contract: it names every model (kind, model string, api_base, prices,
 the NAME of the key variable, never a key), every stage and threshold, and where the policy
 came from. The LiteLLM config carries what LiteLLM can express (deployments, prices, error
 fallbacks, retries, timeout, tag filtering for governance classes); the rest (cascade
@@ -23,7 +23,13 @@ from typing import Any
 import yaml
 
 from workbench.errors import PolicyError, WorkbenchError
-from workbench.policy import MAX_POLICY_FILE_BYTES, SCHEMA_VERSION, Policy, Provenance
+from workbench.policy import (
+    MAX_POLICY_FILE_BYTES,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    Policy,
+    Provenance,
+)
 
 DEFAULT_LOCAL_API_BASE = "http://127.0.0.1:8000/v1"
 DEFAULT_NUM_RETRIES = 2
@@ -123,10 +129,11 @@ def check_policy_data(data: Any, source: str) -> None:
             f"{source}: schema_version must be an integer, got {type(version).__name__} "
             f"{version!r}"
         )
-    if version != SCHEMA_VERSION:
+    readable = {SCHEMA_VERSION, *MIGRATIONS}  # older versions are migrated on load
+    if version not in readable:
         raise PolicyError(
-            f"{source}: unknown schema_version {version}; this workbench reads version "
-            f"{SCHEMA_VERSION}"
+            f"{source}: unknown schema_version {version}; this workbench reads versions "
+            f"{min(readable)} to {SCHEMA_VERSION} (a newer file needs a newer workbench)"
         )
     models = data.get("models")
     if isinstance(models, Mapping):
@@ -292,15 +299,12 @@ def export_policy(policy: Policy, path: str | os.PathLike[str], *,
 
 # -- LiteLLM proxy config ------------------------------------------------------------------------
 def litellm_model_string(name: str, policy: Policy) -> tuple[str, str | None]:
-    """(LiteLLM model string, api_base) reaching policy model `name`: LiteLLM strings as is;
-    OpenAI-compatible endpoints as 'openai/<model>'; a local GGUF model as 'openai/<name>' on a
-    llama_cpp.server (its api_base, else the default local address)."""
+    """(LiteLLM model string, api_base) reaching policy model `name`: a litellm model as is
+    (an OpenAI-compatible endpoint is already 'openai/<served>' at its api_base); a local GGUF
+    model as 'openai/<name>' on a llama_cpp.server (its api_base, else the default address)."""
     spec = policy.models[name]
-    if spec.provider == "litellm":
+    if spec.kind == "litellm":
         return spec.model, spec.api_base
-    if spec.provider == "openai_compatible":
-        model = spec.model if spec.model.startswith("openai/") else f"openai/{spec.model}"
-        return model, spec.api_base
     return f"openai/{name}", spec.api_base or DEFAULT_LOCAL_API_BASE
 
 
@@ -334,15 +338,18 @@ def litellm_config(
             params["api_key"] = f"os.environ/{spec.api_key_env}"
         elif api_base:
             params["api_key"] = "no-key"  # OpenAI-compatible servers without auth
-        params["input_cost_per_token"] = spec.input_price_per_mtok / 1e6
-        params["output_cost_per_token"] = spec.output_price_per_mtok / 1e6
+        # no price: LiteLLM's own table applies, as in the workbench
+        if spec.input_price_per_mtok is not None:
+            params["input_cost_per_token"] = spec.input_price_per_mtok / 1e6
+        if spec.output_price_per_mtok is not None:
+            params["output_cost_per_token"] = spec.output_price_per_mtok / 1e6
         if tags[name]:
             params["tags"] = list(tags[name])
         params["timeout"] = timeout_s
         model_list.append({
             "model_name": name,
             "litellm_params": params,
-            "model_info": {"workbench_provider": spec.provider,
+            "model_info": {"workbench_kind": spec.kind,
                            "workbench_tags": list(spec.tags)},
         })
     router: dict[str, Any] = {
@@ -398,7 +405,7 @@ def _header(policy: Policy) -> str:
             "in the SDK use Router.acompletion(..., metadata={'tags': [...]}))"
         )
     for name, spec in policy.models.items():
-        if spec.provider == "local":
+        if spec.kind == "local-gguf":
             model, api_base = litellm_model_string(name, policy)
             lines.append(
                 f"  local model {name!r}: serve its GGUF first, e.g. `python -m llama_cpp.server "

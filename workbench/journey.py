@@ -5,7 +5,6 @@ here, and the shipped Q4_K_M), the comparison issue 3 asks teams to make anyway.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,8 +13,8 @@ from pathlib import Path
 from workbench import compose, settings
 from workbench.catalog import BUNDLED_MODEL_NAME, Catalog
 from workbench.errors import WorkbenchError
+from workbench.models import ModelSpec
 from workbench.policy import Policy
-from workbench.providers.base import ModelConfig
 from workbench.store import Store
 
 WORKLOAD = "support-triage"
@@ -47,7 +46,7 @@ def state(store: Store, catalog: Catalog) -> StepState:
                      models)
 
 
-def ensure_cheap_model(catalog: Catalog, home: str | Path | None = None) -> ModelConfig:
+def ensure_cheap_model(catalog: Catalog, home: str | Path | None = None) -> ModelSpec:
     """The bundled model re-quantized to Q3_K_M, registered once (a second, cheaper tier that
     needs no API key)."""
     if CHEAP_NAME in catalog.names():
@@ -59,10 +58,10 @@ def ensure_cheap_model(catalog: Catalog, home: str | Path | None = None) -> Mode
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / (re.sub(r"[^A-Za-z0-9._-]+", "_", CHEAP_NAME) + ".gguf")
     path = Path(requantize(source.model, target, CHEAP_QTYPE, overwrite=True))
-    return catalog.add(dataclasses.replace(source, name=CHEAP_NAME, model=str(path)))
+    return catalog.add(source.replace(name=CHEAP_NAME, model=str(path)))
 
 
-def journey_models(catalog: Catalog, home: str | Path | None = None) -> list[ModelConfig]:
+def journey_models(catalog: Catalog, home: str | Path | None = None) -> list[ModelSpec]:
     """The models step 2 runs: the cheap re-quantized tier and the bundled model."""
     catalog.ensure_defaults()
     if BUNDLED_MODEL_NAME not in catalog.names():

@@ -27,11 +27,11 @@ import polars as pl
 from workbench import scoring
 from workbench.errors import WorkbenchError
 from workbench.metrics import bootstrap_mean_ci as bootstrap_mean_ci
+from workbench.models import ModelSpec
 from workbench.outcome_metrics import METRIC_COLUMNS as METRIC_COLUMNS
 from workbench.outcome_metrics import model_metrics as model_metrics
 from workbench.outcome_metrics import side_by_side as side_by_side
 from workbench.providers.base import (
-    ModelConfig,
     Provider,
     ProviderError,
     Request,
@@ -44,7 +44,7 @@ from workbench.store import Store, fetch_pl
 
 ProgressFn = Callable[[int, int, str], None]
 StopFn = Callable[[], bool]
-ProviderFactory = Callable[[ModelConfig], Provider]
+ProviderFactory = Callable[[ModelSpec], Provider]
 
 LABEL_TASKS = ("classification",)
 
@@ -101,7 +101,7 @@ class RunSummary:
 # -- cache keys --------------------------------------------------------------------------------
 
 
-def _identity(config: ModelConfig, task_type: str) -> dict[str, Any]:
+def _identity(config: ModelSpec, task_type: str) -> dict[str, Any]:
     ident = dict(config.cache_identity())
     for k in list(ident):
         if "key" in k.lower() and k != "model":  # belt and braces: never hash secrets
@@ -115,7 +115,7 @@ def _identity(config: ModelConfig, task_type: str) -> dict[str, Any]:
 
 
 def cache_keys(
-    config: ModelConfig,
+    config: ModelSpec,
     task_type: str,
     inputs: Sequence[str],
     messages: Sequence[Any],
@@ -135,7 +135,7 @@ def cache_keys(
 
 
 def cache_key(
-    config: ModelConfig,
+    config: ModelSpec,
     task_type: str,
     input: str,
     labels: Sequence[str] | None = None,
@@ -248,7 +248,7 @@ def score_outputs(
 class _ModelJob:
     """One model's share of a run: find cached items, run the rest, write rows in batches."""
 
-    def __init__(self, store: Store, workload: str, task_type: str, config: ModelConfig,
+    def __init__(self, store: Store, workload: str, task_type: str, config: ModelSpec,
                  scorer: scoring.Scorer, label_set: list[str] | None, ids: list[str],
                  inputs: list[str], refs: list[Any], messages: list[Any],
                  item_labels: list[tuple[str, ...] | None], batch_size: int,
@@ -313,7 +313,7 @@ class _ModelJob:
 def run(
     store: Store,
     workload: str,
-    configs: Sequence[ModelConfig | str],
+    configs: Sequence[ModelSpec | str],
     *,
     limit: int | None = None,
     progress: ProgressFn | None = None,
@@ -326,15 +326,15 @@ def run(
     """Run every item of `workload` (the first `limit` by item id) on every model; write
     outcome rows as results arrive. Cached rows are skipped; `should_stop()` is polled between
     items; `progress(done, total, model)` counts cached and finished items over all models.
-    Models are ModelConfigs or catalog names (looked up in the store's data directory).
+    Models are ModelSpecs or catalog names (looked up in the store's data directory).
     An unknown model raises UnknownModelError before any row of it is written."""
     if not configs:
         raise WorkbenchError("choose at least one model to run")
     if any(isinstance(c, str) for c in configs):
-        from workbench.catalog import resolve_configs  # names are looked up in this home
+        from workbench.catalog import resolve_specs  # names are looked up in this home
 
-        configs = resolve_configs(configs, store.path.parent)
-    configs = [c for c in configs if isinstance(c, ModelConfig)]
+        configs = resolve_specs(configs, store.path.parent)
+    configs = [c for c in configs if isinstance(c, ModelSpec)]
     names = [c.name for c in configs]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:

@@ -21,7 +21,7 @@ import polars as pl
 from workbench.errors import NotFoundError, WorkbenchError
 
 if TYPE_CHECKING:
-    from workbench.providers.base import ModelConfig
+    from workbench.models import ModelSpec
 
 ScoreFn = Callable[..., np.ndarray]
 
@@ -409,7 +409,7 @@ def parse_judge_reply(reply: str | None, scale: str) -> float:
 
 
 def make_judge(
-    config: ModelConfig, rubric: str, scale: str = "0-10", name: str = "judge"
+    config: ModelSpec, rubric: str, scale: str = "0-10", name: str = "judge"
 ) -> Scorer:
     """A scorer asking `config`'s model to grade each output against `rubric` on a 0-10 or
     yes/no scale (yes/no uses the label probabilities when the provider gives them)."""
@@ -457,14 +457,14 @@ def make_judge(
 def judge_scorer(
     outputs: Sequence[str | None],
     references: Sequence[Any],
-    judge: ModelConfig | None = None,
+    judge: ModelSpec | None = None,
     rubric: str = "The answer is correct and consistent with the reference answer.",
     scale: str = "0-10",
     inputs: Sequence[str] | None = None,
 ) -> np.ndarray:
-    """Registry entry for the judge: needs `judge=<ModelConfig>` (and optionally `rubric=`)."""
+    """Registry entry for the judge: needs `judge=<ModelSpec>` (and optionally `rubric=`)."""
     if judge is None:
-        raise WorkbenchError("the 'judge' scorer needs a judge model: pass judge=<ModelConfig>")
+        raise WorkbenchError("the 'judge' scorer needs a judge model: pass judge=<ModelSpec>")
     return make_judge(judge, rubric, scale)(outputs, references, inputs=inputs)
 
 

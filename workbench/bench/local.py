@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from workbench.errors import WorkbenchError
-from workbench.providers.base import ModelConfig, Request
+from workbench.models import ModelSpec
+from workbench.providers.base import Request
 from workbench.providers.local import LocalProvider, continuation_tokens, log_softmax
 
 
@@ -210,8 +211,8 @@ def run(args: argparse.Namespace) -> int:
     from workbench.workloads.samples import generate
 
     model_path = args.model or bundled_model()
-    config = ModelConfig("bench-local", "local-gguf", model_path, max_tokens=32,
-                         threads=args.threads)
+    config = ModelSpec(name="bench-local", kind="local-gguf", model=model_path, max_tokens=32,
+                       threads=args.threads)
     provider = LocalProvider(config)
     provider.check()
     rows: list[tuple[str, str]] = []
@@ -272,8 +273,8 @@ def run(args: argparse.Namespace) -> int:
         if not (folder / "test.csv").exists():
             raise WorkbenchError(f"--banking77: no test.csv in {folder}")
         few, breqs, bgold = banking77_setup(folder, args.banking77_items)
-        bprov = LocalProvider(ModelConfig("bench-b77", "local-gguf", model_path,
-                                          few_shot=few, threads=args.threads))
+        bprov = LocalProvider(ModelSpec(name="bench-b77", kind="local-gguf", model=model_path,
+                                        few_shot=few, threads=args.threads))
         bres = compare_classification(bprov, breqs, bgold, args.naive or 10)
         rows += _classify_rows("banking77", bres)
 

@@ -82,7 +82,7 @@ def bench_policy() -> Policy:
     return Policy.validate_data({
         "name": "bench",
         "models": {
-            "local-small": {"provider": "local", "model": "gemma", "tags": ["local"]},
+            "local-small": {"kind": "local-gguf", "model": "gemma", "tags": ["local"]},
             "hosted-medium": {"model": "prov/medium", "input_price_per_mtok": 0.5},
             "hosted-large": {"model": "prov/large", "input_price_per_mtok": 5.0},
         },

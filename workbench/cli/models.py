@@ -107,13 +107,13 @@ def cmd_list(args: argparse.Namespace) -> int:
     catalog = _catalog(args)
     configs = catalog.list_models()
     if args.json:
-        rows = [{**c.as_dict(), "key_status": _key_status(c)} for c in configs]
+        rows = [{**c.model_dump(mode="json"), "key_status": _key_status(c)} for c in configs]
         print(json.dumps(rows, indent=2))
         return 0
     header = ("name", "kind", "model", "$in/1M", "$out/1M", "tags", "key")
     table = [
-        (c.name, c.kind, _short(c.model), _price(c.input_price_per_m),
-         _price(c.output_price_per_m), ",".join(c.tags), _key_status(c))
+        (c.name, c.kind, _short(c.model), _price(c.input_price_per_mtok),
+         _price(c.output_price_per_mtok), ",".join(c.tags), _key_status(c))
         for c in configs
     ]
     _print_table(header, table)
@@ -122,26 +122,26 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_add(args: argparse.Namespace) -> int:
     """Register a model from the command-line flags."""
-    from workbench.providers.base import ModelConfig
+    from workbench.models import ModelSpec
 
     fields: dict[str, Any] = {
         "name": args.name, "kind": args.kind, "model": args.model,
         "api_base": args.api_base, "api_key_env": args.api_key_env, "tags": tuple(args.tag),
-        "input_price_per_m": args.input_price, "output_price_per_m": args.output_price,
+        "input_price_per_mtok": args.input_price, "output_price_per_mtok": args.output_price,
         "hardware_usd_per_hour": args.hardware_usd_per_hour,
     }
     optional = {"max_tokens": args.max_tokens, "temperature": args.temperature,
                 "n_ctx": args.n_ctx, "threads": args.threads, "timeout_s": args.timeout}
     fields.update({k: v for k, v in optional.items() if v is not None})
-    config = _catalog(args).add(ModelConfig(**fields))
+    config = _catalog(args).add(ModelSpec(**fields))
     print(f"added model {config.name} ({config.kind}: {_short(config.model)}); prices "
-          f"in/out per 1M: {_price(config.input_price_per_m)}/"
-          f"{_price(config.output_price_per_m)}")
+          f"in/out per 1M: {_price(config.input_price_per_mtok)}/"
+          f"{_price(config.output_price_per_mtok)}")
     return 0
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    """Remove a model config."""
+    """Remove a model from the catalog."""
     _catalog(args).delete(args.name)
     print(f"deleted model {args.name}")
     return 0
@@ -169,9 +169,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     target = out_dir / (re.sub(r"[^A-Za-z0-9._-]+", "_", new_name) + ".gguf")
     print(f"quantizing {_short(source.model)} to {args.qtype} ...", file=sys.stderr)
     path = Path(requantize(source.model, target, args.qtype))
-    config = catalog.add(
-        type(source).from_dict({**source.as_dict(), "name": new_name, "model": str(path)})
-    )
+    config = catalog.add(source.replace(name=new_name, model=str(path)))
     size = path.stat().st_size / 1e6
     print(f"added model {config.name} ({args.qtype}, {size:.1f} MB): {path}")
     return 0

@@ -1,4 +1,4 @@
-"""The provider contract: model configs, requests, responses and provider-neutral errors.
+"""The provider contract: requests, responses and provider-neutral errors, for a ModelSpec.
 
 Every model (a local GGUF file run by llama-cpp-python or a hosted model reached through LiteLLM)
 is driven through `Provider`. Its contract:
@@ -16,137 +16,15 @@ is driven through `Provider`. Its contract:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from workbench.errors import WorkbenchError
 from workbench.extras import require
-
-Kind = Literal["local-gguf", "litellm"]
-KINDS: tuple[str, ...] = ("local-gguf", "litellm")
-
-# Bump when the way prompts are built or outputs are scored changes, so cached runs are redone.
-PROVIDER_VERSION = "3"  # bump whenever outputs change (v3: deterministic local evaluation)
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """A provider-neutral model configuration; the catalog converts its rows to and from this.
-
-    `api_key_env` is the NAME of the environment variable holding the key, never the key.
-    `templates` maps a task type to a template override (see `workbench.providers.prompts`);
-    `few_shot` maps a task type to (input, answer) examples.
-    """
-
-    name: str
-    kind: Kind
-    model: str
-    api_base: str | None = None
-    api_key_env: str | None = None
-    temperature: float = 0.0
-    max_tokens: int = 128
-    n_ctx: int = 2048
-    threads: int = 0
-    input_price_per_m: float | None = None
-    output_price_per_m: float | None = None
-    hardware_usd_per_hour: float | None = None
-    tags: tuple[str, ...] = ()
-    templates: Mapping[str, str] = field(default_factory=dict)
-    few_shot: Mapping[str, Sequence[tuple[str, str]]] = field(default_factory=dict)
-    timeout_s: float = 60
-    max_retries: int = 3
-
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise WorkbenchError(
-                f"model {self.name!r}: unknown kind {self.kind!r}; valid kinds: {', '.join(KINDS)}"
-            )
-        if not self.name or not self.name.strip():
-            raise WorkbenchError("model name must not be empty")
-        if not self.model or not str(self.model).strip():
-            raise WorkbenchError(f"model {self.name!r}: the model string / GGUF path is empty")
-        if self.api_key_env and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.api_key_env):
-            raise WorkbenchError(
-                f"model {self.name!r}: api_key_env must be the NAME of an environment variable "
-                "(letters, digits, underscores), not the key itself"
-            )
-        from workbench.providers.prompts import validate_template
-
-        for task, template in (self.templates or {}).items():
-            validate_template(template, f"model {self.name!r}, template for {task!r}")
-        # Normalise containers so configs from JSON/SQL compare equal to hand-written ones.
-        object.__setattr__(self, "tags", tuple(self.tags))
-        object.__setattr__(self, "templates", dict(self.templates or {}))
-        object.__setattr__(
-            self,
-            "few_shot",
-            {k: [(str(a), str(b)) for a, b in v] for k, v in (self.few_shot or {}).items()},
-        )
-
-    def __hash__(self) -> int:  # dict fields: hash by the JSON of every field
-        return hash(json.dumps(self.as_dict(), sort_keys=True, default=str))
-
-    def as_dict(self) -> dict[str, Any]:
-        """Every field as JSON-ready data (no secrets are ever held here)."""
-        return {
-            "name": self.name, "kind": self.kind, "model": self.model,
-            "api_base": self.api_base, "api_key_env": self.api_key_env,
-            "temperature": self.temperature, "max_tokens": self.max_tokens,
-            "n_ctx": self.n_ctx, "threads": self.threads,
-            "input_price_per_m": self.input_price_per_m,
-            "output_price_per_m": self.output_price_per_m,
-            "hardware_usd_per_hour": self.hardware_usd_per_hour,
-            "tags": list(self.tags), "templates": dict(self.templates),
-            "few_shot": {k: [list(p) for p in v] for k, v in self.few_shot.items()},
-            "timeout_s": self.timeout_s, "max_retries": self.max_retries,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ModelConfig:
-        """Inverse of `as_dict`; unknown keys are a clear error naming them."""
-        known = set(cls.__dataclass_fields__)
-        extra = set(data) - known
-        if extra:
-            raise WorkbenchError(
-                f"unknown model config field(s) {sorted(extra)}; known: {sorted(known)}"
-            )
-        d = dict(data)
-        d["tags"] = tuple(d.get("tags") or ())
-        d["few_shot"] = {k: [tuple(p) for p in v] for k, v in (d.get("few_shot") or {}).items()}
-        return cls(**d)
-
-    def cache_identity(self) -> dict[str, Any]:
-        """Everything that changes outputs (model, prompts, generation params), never secrets,
-        names, prices or tags; the runner hashes it into the cache key."""
-        ident: dict[str, Any] = {
-            "provider_version": PROVIDER_VERSION,
-            "kind": self.kind,
-            "model": self.model,
-            "temperature": self.temperature,
-            "max_tokens": self.max_tokens,
-            "templates": dict(sorted(self.templates.items())),
-            "few_shot": {k: [list(p) for p in v] for k, v in sorted(self.few_shot.items())},
-        }
-        if self.kind == "local-gguf":
-            # The same file name with different contents (re-quantized) must not share a cache.
-            path = Path(self.model).expanduser()
-            ident["model"] = path.name
-            ident["model_bytes"] = path.stat().st_size if path.exists() else None
-            ident["n_ctx"] = self.n_ctx
-        else:
-            ident["api_base"] = (self.api_base or "").rstrip("/") or None
-        return ident
-
-    def cache_hash(self) -> str:
-        """Short stable hash of `cache_identity()`."""
-        blob = json.dumps(self.cache_identity(), sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+from workbench.models import KINDS, ModelSpec
 
 
 @dataclass(frozen=True)
@@ -305,7 +183,7 @@ StopCheck = Callable[[], bool]
 class Provider(Protocol):
     """One model behind one contract (see the module docstring)."""
 
-    config: ModelConfig
+    config: ModelSpec
 
     def check(self) -> None:
         """Raise UnknownModelError (or another ProviderError) when the model is unusable."""
@@ -325,8 +203,8 @@ class Provider(Protocol):
         ...
 
 
-def get_provider(config: ModelConfig) -> Provider:
-    """The provider for a config: local GGUF models are loaded once per (path, n_ctx, threads)
+def get_provider(config: ModelSpec) -> Provider:
+    """The provider for a model: local GGUF models are loaded once per (path, n_ctx, threads)
     per process and shared; hosted providers are cheap objects."""
     if config.kind == "local-gguf":
         require("llama_cpp", f"local model {config.name!r}")

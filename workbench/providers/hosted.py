@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from workbench import settings
+from workbench.models import ModelSpec
 from workbench.providers.base import (
     AuthError,
     ConnectionFailure,
     ContentPolicyError,
     ContextWindowError,
-    ModelConfig,
     OtherProviderError,
     ProviderError,
     ProviderTimeout,
@@ -161,8 +161,8 @@ def provider_of(model: str, api_base: str | None = None) -> str:
     return str(provider)
 
 
-def resolve_api_key(config: ModelConfig) -> str | None:
-    """The key for a config (see module docstring); None when none is configured."""
+def resolve_api_key(config: ModelSpec) -> str | None:
+    """The key for a model (see module docstring); None when none is configured."""
     if config.api_key_env:
         return _lookup(config.api_key_env)
     if config.api_base:
@@ -255,7 +255,7 @@ def _retryable(err: ProviderError) -> bool:
 class HostedProvider:
     """A LiteLLM model behind the Provider protocol (see `workbench.providers.base`)."""
 
-    def __init__(self, config: ModelConfig, concurrency: int | None = None) -> None:
+    def __init__(self, config: ModelSpec, concurrency: int | None = None) -> None:
         if config.kind != "litellm":
             raise UnknownModelError(f"model {config.name!r} is {config.kind!r}, not litellm")
         self.config = config
@@ -407,9 +407,9 @@ class HostedProvider:
 
     def _cost(self, raw: Any, prompt_tokens: int, completion_tokens: int) -> tuple[float, bool]:
         cfg = self.config
-        if cfg.input_price_per_m is not None or cfg.output_price_per_m is not None:
-            return (prompt_tokens * (cfg.input_price_per_m or 0.0)
-                    + completion_tokens * (cfg.output_price_per_m or 0.0)) / 1e6, True
+        if cfg.input_price_per_mtok is not None or cfg.output_price_per_mtok is not None:
+            return (prompt_tokens * (cfg.input_price_per_mtok or 0.0)
+                    + completion_tokens * (cfg.output_price_per_mtok or 0.0)) / 1e6, True
         if cfg.api_base:
             return 0.0, False  # a self-hosted endpoint has no list price
         try:

@@ -43,9 +43,9 @@ from typing import Any
 import numpy as np
 
 from workbench import settings
+from workbench.models import ModelSpec
 from workbench.providers.base import (
     ContextWindowError,
-    ModelConfig,
     OtherProviderError,
     ProviderError,
     Request,
@@ -287,14 +287,20 @@ class LoadedModel:
 
 
 def cpu_has_amx() -> bool:
-    """Whether the CPU reports Intel AMX tiles (Linux /proc/cpuinfo). llama.cpp's AMX weight
-    buffers crash with SIGILL on such hosts (tile instructions on worker threads that lack the
-    kernel's per-thread AMX permission), so they are not used there."""
+    """Whether llama.cpp would run AMX tile code here: the CPU reports Intel AMX (Linux
+    /proc/cpuinfo) and this llama.cpp build includes AMX kernels (a -march=native build on
+    such a CPU; the Makefile's portable build does not). Those kernels crash with SIGILL on
+    hosts whose worker threads lack the kernel's per-thread AMX permission, so they are not
+    used there."""
     try:
         flags = Path("/proc/cpuinfo").read_text(errors="ignore")
     except OSError:
         return False
-    return "amx_int8" in flags or "amx_tile" in flags
+    if "amx_int8" not in flags and "amx_tile" not in flags:
+        return False
+    import llama_cpp
+
+    return "AMX" in llama_cpp.llama_print_system_info().decode(errors="ignore")
 
 
 @contextlib.contextmanager
@@ -442,7 +448,7 @@ class _PrefixCache:
 class LocalProvider:
     """A local GGUF model behind the Provider protocol (see `workbench.providers.base`)."""
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelSpec) -> None:
         if config.kind != "local-gguf":
             raise UnknownModelError(f"model {config.name!r} is {config.kind!r}, not local-gguf")
         self.config = config

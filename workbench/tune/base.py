@@ -62,10 +62,10 @@ def default_base_policy(store: Any, workload: str, *, max_tiers: int = 4,
     try:
         from workbench.catalog import Catalog
 
-        configs = Catalog(home).list_models()
+        known = Catalog(home).list_models()
     except Exception:  # no catalog yet: bare specs named after the models
-        configs = []
-    specs = model_specs(store, workload, configs)
+        known = []
+    specs = model_specs(store, workload, known)
     conf_share = (outcomes.filter(pl.col("model").is_in(names))["confidence"]
                   .is_not_null().mean()) if "confidence" in outcomes.columns else 0.0
     data: dict[str, Any] = {

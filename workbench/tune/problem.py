@@ -11,7 +11,8 @@ import polars as pl
 
 from workbench import replay as rp
 from workbench.errors import WorkbenchError
-from workbench.policy import ModelSpec, Policy
+from workbench.models import ModelSpec
+from workbench.policy import Policy
 from workbench.tune.base import default_base_policy
 from workbench.tune.evaluate import FastEvaluator, FastMetrics, _router_models, _train_predictions
 from workbench.tune.objective import Objective, ObjectiveSpec, _best_single, parse_floor
@@ -129,7 +130,7 @@ def prepare(store: Any, workload: str, base_policy: Policy | None, settings: Stu
     mean_cost = _mean_costs(split.train_outcomes)
     space = search_space(base, candidates=cands, fixed=fixed, mean_cost=mean_cost,
                          router_methods=list(settings.router_methods))
-    specs = {m: ModelSpec(model=m) for m in cands}
+    specs = {m: ModelSpec(name=m, model=m) for m in cands}
     specs.update(base.models)
     train_wl = rp.prepare(split.train_items, split.train_outcomes)
     missing = [m for m in base.used_models if m not in train_wl.col]

@@ -9,9 +9,9 @@ from typing import Any, Literal
 import polars as pl
 
 from workbench.errors import PolicyError, WorkbenchError
+from workbench.models import ModelSpec
 from workbench.policy import (
     LearnedPreroute,
-    ModelSpec,
     Policy,
     RulesPreroute,
 )
@@ -131,8 +131,8 @@ def apply_params(policy: Policy, values: Mapping[str, Any],
     for tier in data["tiers"]:
         name = tier["model"]
         if name not in data["models"]:
-            spec = (specs or {}).get(name) or ModelSpec(model=name)
-            data["models"][name] = spec.model_dump(mode="json")
+            spec = (specs or {}).get(name) or ModelSpec(name=name, model=name)
+            data["models"][name] = spec.file_data()
     return Policy.validate_data(data, source="tuned policy")
 
 
