@@ -87,6 +87,12 @@ def random_policy(rng: np.random.Generator, allow_router: bool = False) -> Polic
         "confidence": str(rng.choice(sources)),
         "labels": ["A", "B"] if rng.random() < 0.5 else [],
     } for m in tier_models]
+    for i, tier in enumerate(tiers):  # agreement gates: an earlier tier or a non-tier model
+        partners = [str(m) for m in tier_models[:i]] + [m for m in MODELS
+                                                         if m not in tier_models]
+        if partners and rng.random() < 0.35:
+            tier["agree_with"] = str(rng.choice(partners))
+            tier["agree_on"] = str(rng.choice(["label", "choice", "number", "json", "text"]))
     data: dict[str, Any] = {"models": models, "tiers": tiers}
     if allow_router:
         data["router"] = {"method": "knn", "k": 5, "folds": 3}

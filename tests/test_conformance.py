@@ -16,9 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.replay_data import MODELS, compare, make_items, make_outcomes, random_policy
+from workbench.models import ModelSpec
 from workbench.pipeline.oracle import decide_recorded
 from workbench.policy import Policy
-from workbench.providers.base import ModelConfig, Request, Response
+from workbench.providers.base import Request, Response
 from workbench.replay import prepare, replay
 from workbench.router import PolicyRouter
 from workbench.tune import FastEvaluator
@@ -27,7 +28,7 @@ from workbench.tune import FastEvaluator
 class RecordedProvider:
     """A provider whose answers are the recorded outcomes of one model (by request id)."""
 
-    def __init__(self, config: ModelConfig, rows: dict[tuple[str, str], dict[str, Any]],
+    def __init__(self, config: ModelSpec, rows: dict[tuple[str, str], dict[str, Any]],
                  model: str) -> None:
         self.config = config
         self._rows = rows
@@ -74,7 +75,7 @@ def live_decisions(policy: Policy, items: pl.DataFrame, outcomes: pl.DataFrame,
     rows = {(str(r["item_id"]), r["model"]): r for r in outcomes.iter_rows(named=True)}
     policy_models = set(policy.models)
 
-    def factory(config: ModelConfig) -> RecordedProvider:
+    def factory(config: ModelSpec) -> RecordedProvider:
         assert config.name in policy_models
         return RecordedProvider(config, rows, config.name)
 

@@ -1,9 +1,11 @@
 """The routing policy model (pydantic v2) and its file format (YAML or JSON, versioned).
 
 A policy is an ordered pipeline: governance -> refusal -> pre-routing -> cascade (with
-fallback) -> budgets. It is self-contained: it names every model it may call with its provider
-kind, model string, api_base, tags and prices, and never holds a secret (only the *name* of an
-environment variable that holds one). Thresholds are named for what they do:
+fallback) -> budgets. It is self-contained: it names every model it may call with the one model
+description (`workbench.models.ModelSpec`: kind, model string, api_base, tags, prices...; the
+name is the key), and never holds a secret (only the *name* of an environment variable that
+holds one). Files of older schema versions are migrated on load (`migrate`). Thresholds are
+named for what they do:
 `accept_above` (a tier's answer is accepted when its confidence >= this), `preroute_below`
 (items whose cheap-tier score is below this go straight to the strong tier), `cost_weight`
 (quality points given up per US dollar of expected cost), `max_strong_share`...
@@ -13,23 +15,32 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
+from workbench.agreement import AgreeOn
 from workbench.errors import PolicyError
+from workbench.models import ModelSpec
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # v2: models are workbench.models.ModelSpec (v1 files are migrated)
 MAX_POLICY_FILE_BYTES = 1_000_000
 
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 NonNegative = Annotated[float, Field(ge=0.0)]
 
 BUILTIN_DETECTORS = ("email", "phone", "payment_card", "iban", "national_id")
-ProviderKind = Literal["local", "litellm", "openai_compatible"]
 VerifierKind = Literal["none", "valid_label", "json", "number"]
 ConfidenceSource = Literal["auto", "recorded", "router", "verifier"]
 
@@ -55,39 +66,6 @@ def _check_regex(pattern: str, field: str) -> str:
             f"(Rust regex syntax: no look-around or backreferences): {exc}"
         ) from None
     return pattern
-
-
-class ModelSpec(_Strict):
-    """One model the policy may call: how to reach it (no secrets) and what it costs."""
-
-    provider: ProviderKind = "litellm"
-    model: str = Field(min_length=1, description="provider model string, e.g. 'openai/gpt-4o'")
-    api_base: str | None = Field(default=None, description="endpoint URL (no credentials)")
-    api_key_env: str | None = Field(
-        default=None, description="name of the environment variable holding the API key"
-    )
-    tags: tuple[str, ...] = Field(default=(), description="e.g. 'local', 'cheap', 'eu'")
-    input_price_per_mtok: NonNegative = Field(default=0.0, description="USD per 1M input tokens")
-    output_price_per_mtok: NonNegative = Field(
-        default=0.0, description="USD per 1M output tokens"
-    )
-
-    @field_validator("api_key_env")
-    @classmethod
-    def _env_name(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
-            raise ValueError(
-                "api_key_env must be the NAME of an environment variable (letters, digits, _), "
-                "never the key itself"
-            )
-        return value
-
-    @field_validator("api_base")
-    @classmethod
-    def _no_credentials(cls, value: str | None) -> str | None:
-        if value is not None and re.match(r"^[a-z][a-z0-9+.-]*://[^/@]+@", value):
-            raise ValueError("api_base must not embed credentials (user:password@host)")
-        return value
 
 
 class GovernanceRule(_Strict):
@@ -183,8 +161,9 @@ class LearnedRouterSpec(_Strict):
 
 
 class Tier(_Strict):
-    """One cascade tier: accept its answer when confidence >= accept_above and the verifier
-    passes (and no error); otherwise escalate to the next tier."""
+    """One cascade tier: accept its answer when confidence >= accept_above, the verifier
+    passes, there is no error and, with an agreement gate, the answer agrees with the
+    `agree_with` model's; otherwise escalate to the next tier."""
 
     model: str
     accept_above: Unit = 0.0
@@ -196,6 +175,16 @@ class Tier(_Strict):
     )
     labels: tuple[str, ...] = Field(
         default=(), description="valid labels for the valid_label verifier when items have none"
+    )
+    agree_with: str | None = Field(
+        default=None,
+        description="agreement gate: accept only when this model (an earlier tier, reused, or "
+        "another model, called alongside) gives the same answer",
+    )
+    agree_on: AgreeOn = Field(
+        default="label",
+        description="how answers are compared: label, choice (option letter), number, json, "
+        "text",
     )
 
 
@@ -239,14 +228,50 @@ class Policy(_Strict):
     budgets: Budgets = Budgets()
     provenance: Provenance | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _migrate(cls, data: Any) -> Any:
+        """Older schema versions are brought to this one before validation."""
+        return migrate(data) if isinstance(data, Mapping) else data
+
     @field_validator("schema_version")
     @classmethod
     def _version(cls, value: int) -> int:
         if value != SCHEMA_VERSION:
-            raise ValueError(
-                f"unknown schema_version {value}; this workbench reads version {SCHEMA_VERSION}"
-            )
+            raise ValueError(_version_error(value))
         return value
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _names_from_keys(cls, value: Any) -> Any:
+        """Each model's name is its key: filled in, and a different explicit name is an error."""
+        if not isinstance(value, Mapping):
+            return value
+        out: dict[Any, Any] = {}
+        for key, spec in value.items():
+            if isinstance(spec, ModelSpec):
+                named = spec.name
+            elif isinstance(spec, Mapping):
+                if "provider" in spec and "kind" not in spec:
+                    raise ValueError(
+                        f"model {key!r}: 'provider' is a schema_version 1 field; write kind "
+                        "(local-gguf | litellm) or declare schema_version: 1 to migrate the file"
+                    )
+                named = spec.get("name", key)
+                spec = {**spec, "name": key}
+            else:
+                named = key
+            if named != key:
+                raise ValueError(
+                    f"model {key!r} is named {named!r}; a model's name is its key in `models`"
+                )
+            out[key] = spec
+        return out
+
+    @field_serializer("models")
+    def _models_out(self, models: dict[str, ModelSpec]) -> dict[str, dict[str, Any]]:
+        """Models as file data: no name (it is the key), fields at their defaults left out."""
+        return {name: spec.file_data() for name, spec in models.items()}
 
     @model_validator(mode="after")
     def _consistent(self) -> Policy:
@@ -268,6 +293,14 @@ class Policy(_Strict):
             seen.add(tier.model)
             if tier.confidence == "router" and self.router is None:
                 raise ValueError(f"tiers[{i}]: confidence 'router' needs a `router:` section")
+            if tier.agree_with is not None:
+                check(tier.agree_with, f"tiers[{i}].agree_with")
+                later = [t.model for t in self.tiers[i:]]
+                if tier.agree_with in later:
+                    raise ValueError(
+                        f"tiers[{i}].agree_with: {tier.agree_with!r} is this tier or a later "
+                        "one; a tier can agree with an earlier tier or a model outside the "
+                        "cascade")
         if self.fallback is not None:
             check(self.fallback, "fallback")
         for rule in self.governance.rules:
@@ -285,10 +318,12 @@ class Policy(_Strict):
 
     @property
     def used_models(self) -> tuple[str, ...]:
-        """Every model replay may call: tiers then the fallback (if not a tier)."""
+        """Every model the policy may call: tiers, then the fallback and agreement partners
+        that are not tiers."""
         names = list(self.tier_models)
-        if self.fallback is not None and self.fallback not in names:
-            names.append(self.fallback)
+        for extra in (self.fallback, *(t.agree_with for t in self.tiers)):
+            if extra is not None and extra not in names:
+                names.append(extra)
         return tuple(names)
 
     def allowed_for(self, rule: GovernanceRule) -> frozenset[str]:
@@ -417,10 +452,77 @@ def _format_errors(exc: ValidationError) -> str:
 
 
 def json_schema() -> dict[str, Any]:
-    """The policy JSON Schema (what `workbench schema` prints)."""
+    """The policy JSON Schema (what `workbench schema` prints); a model's name is its key."""
     schema = Policy.model_json_schema()
     schema["$id"] = f"workbench-policy-v{SCHEMA_VERSION}"
+    spec = schema["$defs"]["ModelSpec"]
+    spec["required"] = [f for f in spec.get("required", []) if f != "name"]
+    spec["properties"].pop("name", None)
     return schema
+
+
+# -- schema migrations ---------------------------------------------------------------------------
+V1_PROVIDER_KINDS = {"local": "local-gguf", "litellm": "litellm", "openai_compatible": "litellm"}
+
+
+def _v1_model(name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A v1 model spec as v2: `provider` becomes `kind` (an OpenAI-compatible endpoint is
+    litellm 'openai/<model>' at its api_base); v1's default price was 0.0, so it is written out."""
+    out = dict(spec)
+    provider = out.pop("provider", "litellm")
+    if provider not in V1_PROVIDER_KINDS:
+        raise ValueError(
+            f"models.{name}.provider: unknown provider {provider!r}; schema_version 1 "
+            f"providers: {', '.join(V1_PROVIDER_KINDS)}"
+        )
+    model = out.get("model")
+    if provider == "openai_compatible" and isinstance(model, str) and (
+            not model.startswith("openai/")):
+        out["model"] = f"openai/{model}"
+    for price in ("input_price_per_mtok", "output_price_per_mtok"):
+        if out.get(price) is None:
+            out[price] = 0.0
+    return {"kind": V1_PROVIDER_KINDS[provider], **out}
+
+
+def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """Schema 1 -> 2: models become `workbench.models.ModelSpec` (see `_v1_model`)."""
+    models = data.get("models")
+    if isinstance(models, Mapping):
+        data["models"] = {
+            k: _v1_model(str(k), v) if isinstance(v, Mapping) else v for k, v in models.items()
+        }
+    return data
+
+
+# version -> the function taking a file of that version to the next one
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}
+
+
+def _version_error(version: Any) -> str:
+    """The message for a schema version this workbench cannot read (names the readable ones)."""
+    return (
+        f"unknown schema_version {version}; this workbench reads versions 1 to "
+        f"{SCHEMA_VERSION} (a newer file needs a newer workbench)"
+    )
+
+
+def migrate(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Parsed policy data of any known schema version as this version's data (a new dict,
+    migrated one version at a time); data without a version is taken as this version."""
+    out = dict(data)
+    version = out.get("schema_version", SCHEMA_VERSION)
+    if isinstance(version, str) and version.strip().isdigit():
+        version = int(version)
+    if not isinstance(version, int) or isinstance(version, bool):
+        return out  # validation reports the wrong type
+    if version > SCHEMA_VERSION or (version < SCHEMA_VERSION and version not in MIGRATIONS):
+        raise ValueError(_version_error(version))
+    while version < SCHEMA_VERSION:
+        out = MIGRATIONS[version](out)
+        version += 1
+        out["schema_version"] = version
+    return out
 
 
 def cascade(
@@ -437,14 +539,14 @@ def cascade(
         else [float(a) for a in accept_above]
     )
     tiers = [{"model": m, "accept_above": a} for m, a in zip(names, thresholds, strict=True)]
-    data = {"models": {k: v.model_dump() for k, v in models.items()}, "tiers": tiers, **fields}
+    data = {"models": dict(models), "tiers": tiers, **fields}
     return Policy.validate_data(data)
 
 
 def single(model: str, spec: ModelSpec | None = None) -> Policy:
-    """A one-model policy (the single-model baseline as a policy)."""
-    spec = spec or ModelSpec(model=model)
+    """A one-model policy (the single-model baseline as a policy); a bare LiteLLM spec named
+    after the model when none is given."""
+    spec = spec or ModelSpec(name=model, model=model)
     return Policy.validate_data(
-        {"name": f"single:{model}", "models": {model: spec.model_dump()},
-         "tiers": [{"model": model}]}
+        {"name": f"single:{model}", "models": {model: spec}, "tiers": [{"model": model}]}
     )

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,11 +31,11 @@ from typing import Any, Literal
 
 from workbench.decision_log import DecisionLog, read_log, redact_pii
 from workbench.errors import PolicyError
+from workbench.models import ModelSpec
 from workbench.pipeline import spec
 from workbench.pipeline.facts import TextFacts
 from workbench.policy import LearnedPreroute, Policy, RulesPreroute
 from workbench.providers.base import (
-    ModelConfig,
     Provider,
     ProviderError,
     Request,
@@ -42,7 +44,7 @@ from workbench.providers.base import (
 )
 
 LogText = Literal["none", "redacted", "full"]
-ProviderFactory = Callable[[ModelConfig], Provider]
+ProviderFactory = Callable[[ModelSpec], Provider]
 # Whether the strong tier is open to one request (request id -> open); the default is the
 # online strong-share counter.
 StrongGate = Callable[[str], bool]
@@ -123,29 +125,6 @@ class RouteResult:
         return "\n".join(f"{i + 1}. {d}" for i, d in enumerate(self.trace))
 
 
-# -- models ----------------------------------------------------------------------------------
-def model_configs(policy: Policy, **overrides: Any) -> dict[str, ModelConfig]:
-    """Provider configs for the policy's models: local -> local-gguf, litellm as is,
-    openai_compatible -> 'openai/<model>' at its api_base; prices per 1M tokens copied.
-    `overrides` (e.g. max_tokens=16) apply to every model."""
-    out: dict[str, ModelConfig] = {}
-    for name, mspec in policy.models.items():
-        if mspec.provider == "local":
-            kind, model = "local-gguf", mspec.model
-        elif mspec.provider == "openai_compatible":
-            kind = "litellm"
-            model = mspec.model if mspec.model.startswith("openai/") else f"openai/{mspec.model}"
-        else:
-            kind, model = "litellm", mspec.model
-        out[name] = ModelConfig(
-            name=name, kind=kind, model=model, api_base=mspec.api_base,  # type: ignore[arg-type]
-            api_key_env=mspec.api_key_env, tags=mspec.tags,
-            input_price_per_m=mspec.input_price_per_mtok,
-            output_price_per_m=mspec.output_price_per_mtok, **overrides,
-        )
-    return out
-
-
 def _tags_json(tags: Sequence[str] | Mapping[str, Any] | str | None) -> str | None:
     if tags is None:
         return None
@@ -158,6 +137,8 @@ def _tags_json(tags: Sequence[str] | Mapping[str, Any] | str | None) -> str | No
 class PolicyRouter:
     """Executes a policy live (see the module docstring). Thread-safe: `serve` shares one.
 
+    Each model runs as the policy describes it (`policy.models`), with `config_overrides`
+    (e.g. max_tokens=16) applied to every one; `configs` replaces some of them as given.
     `strong_gate` replaces the online strong-share counter (a test can close the strong tier
     for the items replay caps); `cost_estimator(model, text)` replaces the pre-call cost
     estimate the cost cap compares (given the model name and the request)."""
@@ -166,7 +147,7 @@ class PolicyRouter:
         self,
         policy: Policy,
         *,
-        configs: Mapping[str, ModelConfig] | None = None,
+        configs: Mapping[str, ModelSpec] | None = None,
         log_path: str | os.PathLike[str] | None = None,
         log: bool = True,
         log_text: LogText = "redacted",
@@ -177,7 +158,10 @@ class PolicyRouter:
         **config_overrides: Any,
     ) -> None:
         self.policy = policy
-        self.configs = dict(model_configs(policy, **config_overrides))
+        self.configs: dict[str, ModelSpec] = {
+            name: spec.replace(**config_overrides) if config_overrides else spec
+            for name, spec in policy.models.items()
+        }
         if configs:
             unknown = sorted(set(configs) - set(policy.models))
             if unknown:
@@ -197,6 +181,8 @@ class PolicyRouter:
         self._strong_gate = strong_gate
         self._cost_estimator = cost_estimator
         self._providers: dict[str, Provider] = {}
+        # agreement partners are called alongside their tier
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="partner")
         self._lock = threading.Lock()
         self._n_requests = 0
         self._n_strong = 0
@@ -245,7 +231,8 @@ class PolicyRouter:
         return out
 
     def close(self) -> None:
-        """Close the decision log."""
+        """Close the decision log and the partner-call threads."""
+        self._pool.shutdown(wait=False)
         if self.log:
             self.log.close()
 
@@ -271,8 +258,8 @@ class PolicyRouter:
             return self._cost_estimator(name, request)
         cfg = self.configs[name]
         tokens_in = spec.estimated_tokens(self.policy, len(request.input))
-        return (tokens_in * (cfg.input_price_per_m or 0.0)
-                + cfg.max_tokens * (cfg.output_price_per_m or 0.0)) / 1e6
+        return (tokens_in * (cfg.input_price_per_mtok or 0.0)
+                + cfg.max_tokens * (cfg.output_price_per_mtok or 0.0)) / 1e6
 
     def _strong_open(self, request_id: str, n_seen: int) -> bool:
         """Whether this request may reach the strong tier (online strong-share cap)."""
@@ -325,23 +312,41 @@ class PolicyRouter:
         req = Request(item_id=rid, task_type=task, input=text, labels=labels_t,
                       messages=messages)
 
-        def call(name: str) -> spec.Attempt:
-            nonlocal model_s
-            t0 = time.perf_counter()
+        def invoke(name: str) -> Response:
             try:
-                resp = self.provider(name).complete(req)
+                return self.provider(name).complete(req)
             except ProviderError as exc:  # provider construction / check failures
-                resp = Response.failure(exc)
-            model_s += time.perf_counter() - t0
-            calls.append((name, resp))
+                return Response.failure(exc)
+
+        def attempt(name: str, resp: Response) -> spec.Attempt:
             tier = tiers.get(name)
             return spec.Attempt(
                 error=resp.error is not None,
                 verifier_pass=True if tier is None else spec.verify(tier, resp.output, labels_t),
-                confidence=resp.confidence, cost=resp.cost_usd, latency_ms=resp.latency_ms)
+                confidence=resp.confidence, cost=resp.cost_usd, latency_ms=resp.latency_ms,
+                output=resp.output)
+
+        def call(name: str) -> spec.Attempt:
+            nonlocal model_s
+            t0 = time.perf_counter()
+            resp = invoke(name)
+            model_s += time.perf_counter() - t0
+            calls.append((name, resp))
+            return attempt(name, resp)
+
+        def call_pair(name: str, partner: str) -> tuple[spec.Attempt, spec.Attempt]:
+            """A tier and its agreement partner, at once."""
+            nonlocal model_s
+            t0 = time.perf_counter()
+            other = self._pool.submit(invoke, partner)
+            resp = invoke(name)
+            p_resp = other.result()
+            model_s += time.perf_counter() - t0
+            calls.extend([(name, resp), (partner, p_resp)])
+            return attempt(name, resp), attempt(partner, p_resp)
 
         decision = spec.decide(policy, facts, call, lambda name: self.estimate_cost(name, req),
-                               strong_open=self._strong_open(rid, n_seen))
+                               strong_open=self._strong_open(rid, n_seen), call_pair=call_pair)
         k = len(policy.tiers)
         reached_strong = decision.reached(k - 1)
         if reached_strong and k >= 2:
@@ -367,22 +372,34 @@ class PolicyRouter:
         classes = tuple(policy.governance.rules[r].data_class for r in decision.classes)
         refused = decision.refusal
         responses = [r for _, r in calls]
-        answer = responses[-1] if responses else None
-        answer_model = calls[-1][0] if calls else None
+        roles = _roles(decision)
+        own = [c for c, role in zip(calls, roles, strict=True) if role != "partner"]
+        answer = own[-1][1] if own else None
+        answer_model = own[-1][0] if own else None
         failed = answer is not None and answer.error is not None
         if refused or failed:
             answer_model = None
         confidences: dict[str, float | None] = {}
-        for (name, resp), conf in zip(calls, decision.confidences, strict=False):
+        tier_calls = [c for c, role in zip(calls, roles, strict=True) if role == "tier"]
+        for (name, resp), conf in zip(tier_calls, decision.confidences, strict=True):
             # an error is never accepted; its confidence means nothing
             confidences[name] = None if resp.error else conf
-        tried = tuple(policy.tiers[t].model for t in decision.tried) + (
+        tried = tuple(
+            f"{policy.tiers[t].model}+{policy.tiers[t].agree_with}" if paired
+            else policy.tiers[t].model
+            for t, paired in zip(decision.tried, decision.paired, strict=True)) + (
             (f"fallback:{policy.fallback}",) if decision.fallback else ())
         cheap = policy.tiers[0].model
         error = answer.error if answer is not None else None
         out_text = answer.output if answer is not None and not error and not refused else None
         cost = sum(r.cost_usd for r in responses)
-        latency = sum(r.latency_ms for r in responses)
+        latency = 0.0
+        if refused is None:  # the specification's accounting: a tier and its partner overlap
+            made = [spec.Attempt(error=r.error is not None, verifier_pass=True,
+                                 confidence=r.confidence, cost=r.cost_usd,
+                                 latency_ms=r.latency_ms, output=r.output) for r in responses]
+            lat = spec.account(policy, decision, made).latency_ms
+            latency = math.nan if lat is None else lat
         escalated = len(decision.tried) > 1
         reached_strong = decision.reached(len(policy.tiers) - 1)
         total_ms = (time.perf_counter() - t_start) * 1000
@@ -477,22 +494,28 @@ def _trace(policy: Policy, facts: TextFacts, d: spec.ItemDecision,
         return out
     spent = 0.0
     steps = iter(d.steps)
-    for (name, resp), step in zip(calls, steps, strict=False):
+    step: spec.Step | None = None
+    for (name, resp), role in zip(calls, _roles(d), strict=True):
         spent += resp.cost_usd
-        if step.action == "fallback":
-            detail: dict[str, Any] = {"cost_usd": resp.cost_usd,
-                                      "latency_ms": round(resp.latency_ms, 2)}
-            if resp.error:
-                detail["error"] = resp.error
+        detail: dict[str, Any] = {"cost_usd": resp.cost_usd,
+                                  "latency_ms": round(resp.latency_ms, 2)}
+        if resp.error:
+            detail["error"] = resp.error
+        if role == "partner":
+            out.append(Decision("partner", "agreed" if step and step.agreed else "disagreed",
+                                name, detail))
+            continue
+        step = next(steps)
+        if role == "fallback":
             out.append(Decision("fallback", "error" if resp.error else "answer", name, detail))
             continue
         tier = policy.tiers[policy.tier_models.index(name)]
         detail = {"confidence": None if resp.error else step.confidence,
                   "accept_above": tier.accept_above, "verifier": tier.verifier,
-                  "verifier_pass": step.verifier_pass, "cost_usd": resp.cost_usd,
-                  "latency_ms": round(resp.latency_ms, 2)}
-        if resp.error:
-            detail["error"] = resp.error
+                  "verifier_pass": step.verifier_pass, **detail}
+        if tier.agree_with is not None:
+            detail["agree_with"] = tier.agree_with
+            detail["agreed"] = step.agreed
         if step.action == "final" and d.strong_closed and not resp.error:
             detail["strong_share_cap"] = share  # it would have escalated to the strong tier
         out.append(Decision("tier", step.action, name, detail))
@@ -503,12 +526,26 @@ def _trace(policy: Policy, facts: TextFacts, d: spec.ItemDecision,
             out.append(Decision("budget", "max_cost_per_request", nxt, {
                 "spent": spent, "next_estimate": estimate(nxt),
                 "cap": policy.budgets.max_cost_per_request}))
-    final_name, final = calls[-1]
+    final_name, final = [c for c, role in zip(calls, _roles(d), strict=True)
+                         if role != "partner"][-1]
     if final.error:
         out.append(Decision("answer", "failed", None, {"error": final.error}))
     else:
         out.append(Decision("answer", "answered", final_name, {}))
     return out
+
+
+def _roles(d: spec.ItemDecision) -> list[str]:
+    """What each call of a decision was, in call order: tier, partner (called with the tier
+    before it) or fallback."""
+    roles: list[str] = []
+    for paired in d.paired or (False,) * len(d.tried):
+        roles.append("tier")
+        if paired:
+            roles.append("partner")
+    if d.fallback:
+        roles.append("fallback")
+    return roles
 
 
 def route_text(result: RouteResult) -> str:
@@ -527,6 +564,6 @@ def route_text(result: RouteResult) -> str:
 
 
 __all__ = [
-    "Decision", "DecisionLog", "PolicyRouter", "RouteResult", "model_configs", "read_log",
-    "redact_pii", "route_text",
+    "Decision", "DecisionLog", "PolicyRouter", "RouteResult", "read_log", "redact_pii",
+    "route_text",
 ]

@@ -60,6 +60,10 @@ class ColumnFacts(Protocol):
         """Whether each item's recorded answer of `model` passes verifier `kind`."""
         ...
 
+    def agreement(self, model: str, other: str, kind: str) -> np.ndarray:
+        """Whether the two models' recorded answers agree after normalising by `kind`."""
+        ...
+
     def col_of(self, what: str, model: str) -> np.ndarray:
         """One model's recorded column: quality, cost, latency, confidence, error or has."""
         ...
@@ -193,26 +197,54 @@ def tier_confidence(policy: Policy, facts: ColumnFacts, t: int, preds: Predictio
 
 
 # -- 5-6. the cascade -------------------------------------------------------------------------
-def _cascade(avail: list[np.ndarray], ok: list[np.ndarray], err: list[np.ndarray],
-             cost: list[np.ndarray], cap: float | None, fb_ok: np.ndarray | None,
-             fb_cost: np.ndarray | None
-             ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, np.ndarray]:
-    """One pass per tier: (attempted per tier, stopped here per tier, fallback used, refused
-    for budget). A tier is attempted while the expected cost so far stays within `cap`; it
-    stops the cascade when accepted, when its error goes to a usable fallback, or when it is
-    the last affordable tier."""
+@dataclass(frozen=True)
+class _Partner:
+    """Tier t's agreement partner: its model, where governance allows it, its cost."""
+
+    model: str
+    allowed: np.ndarray
+    cost: np.ndarray
+
+    def rows(self, rows: np.ndarray) -> _Partner:
+        """The same partner restricted to `rows`."""
+        return _Partner(self.model, self.allowed[rows], self.cost[rows])
+
+
+def _cascade(models: list[str], avail: list[np.ndarray], ok: list[np.ndarray],
+             err: list[np.ndarray], cost: list[np.ndarray], partners: list[_Partner | None],
+             cap: float | None, fb_ok: np.ndarray | None, fb_cost: np.ndarray | None,
+             ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], np.ndarray,
+                        np.ndarray]:
+    """One pass per tier: (attempted per tier, stopped here per tier, partner called with
+    the tier, fallback used, refused for budget). A tier is attempted while the expected
+    cost so far (with its partner's, when the partner has not answered yet) stays within
+    `cap`; it stops the cascade when accepted, when its error goes to a usable fallback, or
+    when it is the last affordable tier."""
     k = len(avail)
     n = avail[0].size
     eff: list[np.ndarray] = []
+    paired: list[np.ndarray] = []
     spent_after: list[np.ndarray | None] = []
     spent = np.zeros(n) if cap is not None else None
+    called: dict[str, np.ndarray] = {}  # who has answered, for an item that reaches tier t
     for t in range(k):
+        p = partners[t]
+        need = None
+        if p is not None:
+            before = called.get(p.model)
+            need = p.allowed if before is None else p.allowed & ~before
         if spent is not None and cap is not None:
-            spent = spent + avail[t] * cost[t]
+            step = cost[t] if need is None else cost[t] + need * p.cost  # type: ignore[union-attr]
+            spent = spent + avail[t] * step
             eff.append(avail[t] & (spent <= cap))
         else:
             eff.append(avail[t])
         spent_after.append(spent)
+        called[models[t]] = called[models[t]] | eff[t] if models[t] in called else eff[t]
+        pair = np.zeros(n, dtype=bool) if need is None else eff[t] & need
+        if p is not None:
+            called[p.model] = called[p.model] | pair if p.model in called else pair
+        paired.append(pair)
     is_last: list[np.ndarray] = [eff[0]] * k
     later = np.zeros(n, dtype=bool)
     for t in range(k - 1, -1, -1):
@@ -236,9 +268,22 @@ def _cascade(avail: list[np.ndarray], ok: list[np.ndarray], err: list[np.ndarray
         stop = stop & att
         attempted.append(att)
         stopped.append(stop)
+        paired[t] = paired[t] & att
         done |= stop
     no_tier = np.logical_or.reduce(avail) if k > 1 else avail[0]
-    return attempted, stopped, use_fb, ~later & no_tier
+    return attempted, stopped, paired, use_fb, ~later & no_tier
+
+
+def agreement(policy: Policy, facts: ColumnFacts, t: int, g: Gate) -> np.ndarray | None:
+    """Tier t's agreement gate per item: its partner is allowed, neither errs and their
+    answers agree (None when the tier has no gate)."""
+    tier = policy.tiers[t]
+    partner = tier.agree_with
+    if partner is None:
+        return None
+    same = facts.agreement(tier.model, partner, tier.agree_on)
+    both_ok = ~facts.col_of("error", tier.model) & ~facts.col_of("error", partner)
+    return same & both_ok & g.allowed[policy.used_models.index(partner)]
 
 
 def _keep_lowest(key: np.ndarray, limit: int) -> np.ndarray:
@@ -268,6 +313,7 @@ class Decisions:
     reason: np.ndarray
     class_bits: np.ndarray
     strong_closed: np.ndarray
+    paired: tuple[np.ndarray, ...] = ()  # per tier: its agreement partner was called with it
 
 
 def decide(policy: Policy, facts: ColumnFacts, preds: Predictions | None = None) -> Decisions:
@@ -276,16 +322,23 @@ def decide(policy: Policy, facts: ColumnFacts, preds: Predictions | None = None)
     tiers = policy.tiers
     k = len(tiers)
     used = policy.used_models
+    models = list(policy.tier_models)
     g = gate(policy, facts)
     reason = g.reason.copy()
     conf: list[np.ndarray] = []
     ok: list[np.ndarray] = []
+    partners: list[_Partner | None] = []
     for t, tier in enumerate(tiers):
         c, passing = tier_confidence(policy, facts, t, preds)
         conf.append(c)
-        ok.append(passing & (c >= tier.accept_above))
-    err = [facts.col_of("error", m) for m in policy.tier_models]
-    cost = [facts.col_of("cost", m) for m in policy.tier_models]
+        accept = passing & (c >= tier.accept_above)
+        agree = agreement(policy, facts, t, g)
+        ok.append(accept if agree is None else accept & agree)
+        partner = tier.agree_with
+        partners.append(None if partner is None else _Partner(
+            partner, g.allowed[used.index(partner)], facts.col_of("cost", partner)))
+    err = [facts.col_of("error", m) for m in models]
+    cost = [facts.col_of("cost", m) for m in models]
     start, prekey = entry(policy, facts, g, preds)
     avail = [a & g.active for a in cascade_avail(g, k, start)]
     cap = policy.budgets.max_cost_per_request
@@ -293,7 +346,8 @@ def decide(policy: Policy, facts: ColumnFacts, preds: Predictions | None = None)
     if policy.fallback is not None:
         fb_ok = g.allowed[used.index(policy.fallback)]
         fb_cost = facts.col_of("cost", policy.fallback)
-    attempted, stopped, use_fb, budget = _cascade(avail, ok, err, cost, cap, fb_ok, fb_cost)
+    attempted, stopped, paired, use_fb, budget = _cascade(
+        models, avail, ok, err, cost, partners, cap, fb_ok, fb_cost)
     reason[budget] = BUDGET
 
     closed = np.zeros(facts.n, dtype=bool)
@@ -305,18 +359,21 @@ def decide(policy: Policy, facts: ColumnFacts, preds: Predictions | None = None)
         capped = cand[~_keep_lowest(key, limit)]
         closed[capped] = True
         avail2 = cascade_avail(g, k, start, strong_open=False, rows=capped)
-        sub = _cascade(avail2, [o[capped] for o in ok], [e[capped] for e in err],
-                       [c[capped] for c in cost], cap,
+        sub = _cascade(models, avail2, [o[capped] for o in ok], [e[capped] for e in err],
+                       [c[capped] for c in cost],
+                       [None if p is None else p.rows(capped) for p in partners], cap,
                        None if fb_ok is None else fb_ok[capped],
                        None if fb_cost is None else fb_cost[capped])
         for t in range(k):
             attempted[t][capped] = sub[0][t]
             stopped[t][capped] = sub[1][t]
-        use_fb[capped] = sub[2]
+            paired[t][capped] = sub[2][t]
+        use_fb[capped] = sub[3]
         nothing = ~np.logical_or.reduce(avail2)
         reason[capped[nothing]] = STRONG
-        reason[capped[sub[3]]] = BUDGET
-    return Decisions(tuple(attempted), tuple(stopped), use_fb, reason, g.class_bits, closed)
+        reason[capped[sub[4]]] = BUDGET
+    return Decisions(tuple(attempted), tuple(stopped), use_fb, reason, g.class_bits, closed,
+                     tuple(paired))
 
 
 # -- accounting -------------------------------------------------------------------------------
@@ -338,7 +395,8 @@ def _payments(policy: Policy, d: Decisions
               ) -> list[tuple[str, np.ndarray, np.ndarray, int]]:
     """Who is paid and whose answer is final, per model called: (model, paid mask, final
     mask, index into used_models). Every attempted tier is paid; the tier where the cascade
-    stopped gives the final answer unless the fallback answered, which is then paid too."""
+    stopped gives the final answer unless the fallback answered, which is then paid too.
+    Agreement partners are paid separately (`_partner_payments`)."""
     used = policy.used_models
     not_fb = ~d.use_fb
     out = [(tier.model, d.attempted[t], d.stopped[t] & not_fb, t)
@@ -346,6 +404,13 @@ def _payments(policy: Policy, d: Decisions
     if policy.fallback is not None and d.use_fb.any():
         out.append((policy.fallback, d.use_fb, d.use_fb, used.index(policy.fallback)))
     return out
+
+
+def _partner_payments(policy: Policy, d: Decisions) -> list[tuple[str, str, np.ndarray]]:
+    """(partner model, tier model, called-with-the-tier mask) for each agreement gate whose
+    partner was called on some item; the pair runs at once (latency: the slower)."""
+    return [(tier.agree_with, tier.model, d.paired[t]) for t, tier in enumerate(policy.tiers)
+            if tier.agree_with is not None and d.paired and d.paired[t].any()]
 
 
 @dataclass(frozen=True)
@@ -395,6 +460,13 @@ def account(policy: Policy, facts: ColumnFacts, d: Decisions, *,
         # arithmetic, not a masked copy: at most one final answer per item, and masked
         # writes on random masks cost ~30x a byte multiply
         answered += good.view(np.uint8) * np.uint8(code + 1)
+    for partner, tier_model, paid in _partner_payments(policy, d):
+        cost += np.multiply(paid, facts.col_of("cost", partner), out=tmp)
+        if lat is not None:
+            p_lat0, p_miss = _outcome_columns(facts, partner)[3:]
+            t_lat0 = _outcome_columns(facts, tier_model)[3]
+            lat += paid * np.maximum(p_lat0 - t_lat0, 0.0)  # max(tier, partner) in all
+            latnan |= paid & p_miss
     for t in range(len(policy.tiers)):
         tried += d.attempted[t]
     q[qnan] = np.nan
@@ -434,6 +506,8 @@ def totals(policy: Policy, facts: ColumnFacts, d: Decisions) -> Totals:
         np.greater(final, e, out=good)
         q_sum += float(np.einsum("i,i->", good, qval))
         n_unscored += int(np.count_nonzero(good & qmiss))
+    for partner, _, paid in _partner_payments(policy, d):
+        cost_sum += float(np.einsum("i,i->", paid, facts.col_of("cost", partner)))
     tried = d.attempted[0].view(np.int8).copy()
     for t in range(1, len(policy.tiers)):
         tried += d.attempted[t]

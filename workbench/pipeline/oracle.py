@@ -53,6 +53,7 @@ def decide_recorded(
                 cost=r.get("cost_usd") or 0.0,
                 quality=_num(r.get("quality")),
                 latency_ms=_num(r.get("latency_ms")),
+                output=r.get("output"),
             )
         return made[key]
 
@@ -69,7 +70,11 @@ def decide_recorded(
     decisions = spec.decide_all(policy, facts, calls, costs)
     out: list[dict[str, Any]] = []
     for iid, d in zip(ids, decisions, strict=True):
-        calls_made = [attempt(iid, policy.tiers[t].model) for t in d.tried]
+        calls_made = []
+        for t, paired in zip(d.tried, d.paired, strict=True):
+            calls_made.append(attempt(iid, policy.tiers[t].model))
+            if paired:
+                calls_made.append(attempt(iid, str(policy.tiers[t].agree_with)))
         if d.fallback:
             assert policy.fallback is not None
             calls_made.append(attempt(iid, policy.fallback))

@@ -18,7 +18,11 @@ Rules, in pipeline order:
 4. Cascade: a tier's answer is accepted when it has no error, its verifier passes and its
    confidence >= accept_above; the last tier reached always answers. Confidence "auto" = the
    answer's own confidence, else the learned router's predicted success (when the policy has
-   a router), else the verifier (pass 1, fail 0).
+   a router), else the verifier (pass 1, fail 0). A tier with an agreement gate
+   (`agree_with`) also needs its partner model's answer to be the same after normalising by
+   `agree_on`; a partner that has not answered yet (not an earlier tier, nor another tier's
+   partner) is called with the tier and paid for (their latency: the slower of the two); a
+   partner that errs, or that governance does not allow, never agrees.
 5. Fallback: when a tier errors and the fallback model is allowed (and affordable), the
    fallback answers and the item stops; otherwise the error escalates like a rejection. An
    error on the final answer counts as quality 0.
@@ -38,6 +42,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from workbench.agreement import agree_one
 from workbench.errors import PolicyError
 from workbench.policy import LearnedPreroute, Policy, RulesPreroute, Tier
 from workbench.verifiers import verify_one
@@ -83,8 +88,8 @@ class ItemFacts(Protocol):
 
 @dataclass(frozen=True)
 class Attempt:
-    """What one call of a model gave: error, verifier result, its own confidence, cost, and
-    (when recorded) quality and latency."""
+    """What one call of a model gave: error, verifier result, its own confidence, cost, the
+    answer (for agreement gates) and, when recorded, quality and latency."""
 
     error: bool
     verifier_pass: bool
@@ -92,16 +97,20 @@ class Attempt:
     cost: float
     quality: float | None = None
     latency_ms: float | None = None
+    output: str | None = None
 
 
 @dataclass(frozen=True)
 class Step:
-    """One cascade step: the tier (or fallback) model, what happened, the confidence seen."""
+    """One cascade step: the tier (or fallback) model, what happened, the confidence seen and
+    the agreement gate's result."""
 
     model: str
     action: str  # accept | escalate | final | error | fallback
     confidence: float | None = None
     verifier_pass: bool = True
+    agreed: bool | None = None  # the agreement gate's result (None: the tier has none)
+    partner_called: str | None = None  # the partner model called alongside this tier
 
 
 @dataclass(frozen=True)
@@ -124,6 +133,7 @@ class ItemDecision:
     confidences: tuple[float, ...] = ()
     steps: tuple[Step, ...] = ()
     strong_closed: bool = False
+    paired: tuple[bool, ...] = ()  # per tried tier: its agreement partner was called with it
 
     def reached(self, tier: int) -> bool:
         """Whether tier index `tier` was attempted."""
@@ -131,6 +141,7 @@ class ItemDecision:
 
 
 Call = Callable[[str], Attempt]
+CallPair = Callable[[str, str], tuple[Attempt, Attempt]]
 CostOf = Callable[[str], float]
 
 
@@ -242,6 +253,24 @@ def verify(tier: Tier, output: str | None, item_labels: Sequence[str] | None) ->
     return verify_one(tier.verifier, output, list(item_labels or ()) or list(tier.labels))
 
 
+def partner_index(policy: Policy, t: int) -> int | None:
+    """The tier index of tier t's agreement partner when the partner is an earlier tier."""
+    partner = policy.tiers[t].agree_with
+    if partner is None or partner not in policy.tier_models:
+        return None
+    return policy.tier_models.index(partner)
+
+
+def agrees(tier: Tier, answer: Attempt, partner: Attempt | None) -> bool:
+    """The agreement gate: the partner answered without error and both answers are the same
+    after normalising by `tier.agree_on` (always true for a tier without a partner)."""
+    if tier.agree_with is None:
+        return True
+    if partner is None or partner.error or answer.error:
+        return False
+    return agree_one(tier.agree_on, answer.output, partner.output)
+
+
 # -- 5-6. the cascade -------------------------------------------------------------------------
 def decide(
     policy: Policy,
@@ -250,10 +279,13 @@ def decide(
     expected_cost: CostOf,
     *,
     strong_open: bool = True,
+    call_pair: CallPair | None = None,
 ) -> ItemDecision:
     """Run the pipeline for one item. `call(model)` attempts a model (live: calls it;
     replay: reads the recorded outcome); `expected_cost(model)` is what a call is expected to
-    cost before it is made (replay: the recorded cost; live: an estimate)."""
+    cost before it is made (replay: the recorded cost; live: an estimate). A tier whose
+    agreement partner has not answered yet calls both, through `call_pair` when given (live:
+    at once)."""
     classes, allowed = governance(policy, item)
     reason = refusal(policy, item, allowed)
     if reason is not None:
@@ -268,49 +300,77 @@ def decide(
                             strong_closed=closed)
     cap = policy.budgets.max_cost_per_request
     fallback = policy.fallback if policy.fallback in allowed else None
+    answers: dict[str, Attempt] = {}  # tier answers so far, by model (for sequential partners)
 
-    def affordable(spent: float, model: str) -> bool:
-        return cap is None or spent + expected_cost(model) <= cap
+    def partner_call(t: int) -> str | None:
+        """The partner model tier t must call alongside itself (None: none, not allowed, or
+        it already answered as an earlier tier)."""
+        partner = tiers[t].agree_with
+        if partner is None or partner not in allowed or partner in answers:
+            return None
+        return partner
+
+    def step_cost(t: int) -> float:
+        partner = partner_call(t)
+        return expected_cost(tiers[t].model) + (
+            expected_cost(partner) if partner is not None else 0.0)
+
+    def affordable(spent: float, cost: float) -> bool:
+        return cap is None or spent + cost <= cap
 
     spent = 0.0
     tried: list[int] = []
+    paired: list[bool] = []
     confs: list[float] = []
     steps: list[Step] = []
     answer: int | None = None
     used_fb = False
     for pos, t in enumerate(order):
         tier = tiers[t]
-        if not affordable(spent, tier.model):
+        if not affordable(spent, step_cost(t)):
             break
-        att = call(tier.model)
+        partner = partner_call(t)
+        if partner is None:
+            att, p_att = call(tier.model), None
+        elif call_pair is not None:
+            att, p_att = call_pair(tier.model, partner)
+        else:
+            att, p_att = call(tier.model), call(partner)
         tried.append(t)
-        spent += att.cost
+        paired.append(partner is not None)
+        spent += att.cost + (p_att.cost if p_att is not None else 0.0)
+        if p_att is None and tier.agree_with is not None:
+            p_att = answers.get(tier.agree_with)  # an earlier tier's answer, or not allowed
+        answers[tier.model] = att
+        if partner is not None and p_att is not None:
+            answers[partner] = p_att  # a later tier with the same partner reuses it
         conf = tier_confidence(policy, tier, att, item.predicted(tier.model))
         confs.append(conf)
-        if accepted(tier, att, conf):
-            steps.append(Step(tier.model, "accept", conf, att.verifier_pass))
+        agreed = agrees(tier, att, p_att) if tier.agree_with is not None else None
+        if accepted(tier, att, conf) and agreed is not False:
+            steps.append(Step(tier.model, "accept", conf, att.verifier_pass, agreed, partner))
             answer = t
             break
-        if att.error and fallback is not None and affordable(spent, fallback):
-            steps.append(Step(tier.model, "error", conf, att.verifier_pass))
+        if att.error and fallback is not None and affordable(spent, expected_cost(fallback)):
+            steps.append(Step(tier.model, "error", conf, att.verifier_pass, agreed, partner))
             steps.append(Step(fallback, "fallback"))
             call(fallback)
             used_fb = True
             break
-        last = pos == len(order) - 1 or not affordable(spent, tiers[order[pos + 1]].model)
+        last = pos == len(order) - 1 or not affordable(spent, step_cost(order[pos + 1]))
         if last:
             steps.append(Step(tier.model, "error" if att.error else "final", conf,
-                              att.verifier_pass))
+                              att.verifier_pass, agreed, partner))
             answer = t
             break
-        steps.append(Step(tier.model, "escalate", conf, att.verifier_pass))
+        steps.append(Step(tier.model, "escalate", conf, att.verifier_pass, agreed, partner))
     if not tried:
         return ItemDecision(classes, allowed, "max_cost_per_request", start, prekey,
                             tuple(order), strong_closed=closed)
     key = confs[0] if tried[0] == 0 else prekey
     return ItemDecision(
         classes, allowed, None, start, prekey, tuple(order), tuple(tried), answer, used_fb,
-        0.0 if math.isnan(key) else key, tuple(confs), tuple(steps), closed,
+        0.0 if math.isnan(key) else key, tuple(confs), tuple(steps), closed, tuple(paired),
     )
 
 
@@ -360,22 +420,46 @@ class ItemOutcome:
 
 
 def account(policy: Policy, decision: ItemDecision, made: Sequence[Attempt]) -> ItemOutcome:
-    """Quality, cost and latency of a decision from the calls it made, in order (the tried
-    tiers, then the fallback): every call is paid for and latencies add up; a refusal costs
-    nothing and scores 0; an error as the final answer scores 0 and nobody answered."""
+    """Quality, cost and latency of a decision from the calls it made, in order (each tried
+    tier, then its agreement partner when called with it, then the fallback): every call is
+    paid for; latencies add up, a tier and its partner (called at once) counting as the
+    slower of the two; a refusal costs nothing and scores 0; an error as the final answer
+    scores 0 and nobody answered."""
     if decision.refusal is not None:
         return ItemOutcome(None, 0.0, 0.0, 0.0, False, ())
-    names = [policy.tiers[t].model for t in decision.tried]
-    final_model = names[-1]
+    names: list[str] = []
+    lats: list[float | None] = []
+    calls = iter(made)
+    n_calls = 0
+    cost = 0.0
+    for t, with_partner in zip(decision.tried, decision.paired or (False,) * len(
+            decision.tried), strict=True):
+        tier = policy.tiers[t]
+        own = next(calls)
+        n_calls += 1
+        cost += own.cost
+        lat = own.latency_ms
+        name = tier.model
+        if with_partner:
+            other = next(calls)
+            n_calls += 1
+            cost += other.cost
+            lat = _slower(lat, other.latency_ms)
+            name = f"{tier.model}+{tier.agree_with}"
+        names.append(name)
+        lats.append(lat)
+    final_model = policy.tiers[decision.tried[-1]].model
+    final = made[n_calls - 1 - (1 if decision.paired and decision.paired[-1] else 0)]
     if decision.fallback:
         assert policy.fallback is not None
+        fb = next(calls)
+        n_calls += 1
+        cost += fb.cost
+        lats.append(fb.latency_ms)
         names.append(f"fallback:{policy.fallback}")
-        final_model = policy.fallback
-    if len(made) != len(names):
-        raise ValueError(f"{len(made)} calls recorded for a decision that made {len(names)}")
-    final = made[-1]
-    cost = sum(a.cost for a in made)
-    lats = [a.latency_ms for a in made]
+        final_model, final = policy.fallback, fb
+    if n_calls != len(made):
+        raise ValueError(f"{len(made)} calls recorded for a decision that made {n_calls}")
     latency = None if any(v is None or math.isnan(v) for v in lats) else sum(
         v for v in lats if v is not None)
     if final.error:
@@ -385,8 +469,15 @@ def account(policy: Policy, decision: ItemDecision, made: Sequence[Attempt]) -> 
     return ItemOutcome(final_model, quality, cost, latency, False, tuple(names))
 
 
+def _slower(a: float | None, b: float | None) -> float | None:
+    """Latency of two calls made at once (unknown when either is)."""
+    if a is None or b is None or math.isnan(a) or math.isnan(b):
+        return None
+    return max(a, b)
+
+
 __all__ = [
     "REFUSAL_REASONS", "Attempt", "ItemDecision", "ItemFacts", "ItemOutcome", "Step", "account",
-    "accepted", "cascade_order", "decide", "decide_all", "entry", "estimated_tokens",
+    "accepted", "agrees", "partner_index", "cascade_order", "decide", "decide_all", "entry", "estimated_tokens",
     "governance", "refusal", "rules_score", "strong_share_limit", "tier_confidence", "verify",
 ]

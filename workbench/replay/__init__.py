@@ -50,7 +50,7 @@ class ReplayResult:
 
     @functools.cached_property
     def trace(self) -> pl.DataFrame:
-        """Per-item decisions: TRACE_COLUMNS (models_tried as 'a>b>fallback:c')."""
+        """Per-item decisions: TRACE_COLUMNS (models_tried as 'a>b+partner>fallback:c')."""
         return _build_trace(self.policy, self._workload, self._decisions, self._accounts)
 
     @functools.cached_property
@@ -131,13 +131,23 @@ def _build_trace(policy: Policy, wl: Workload, d: kernel.Decisions,
     """The per-item decision trace (small code tables, one gather each)."""
     used = policy.used_models
     k = len(d.attempted)
+    partners = [t for t, tier in enumerate(policy.tiers) if tier.agree_with is not None]
     bits = np.zeros(wl.n, dtype=np.int64)
     for t in range(k):
         bits |= d.attempted[t].astype(np.int64) << t
     bits |= d.use_fb.astype(np.int64) << k
-    present, inv = _bits_codes(bits, k + 1)
+    for j, t in enumerate(partners):
+        if d.paired:
+            bits |= d.paired[t].astype(np.int64) << (k + 1 + j)
+    present, inv = _bits_codes(bits, k + 1 + len(partners))
+
+    def tier_name(b: int, t: int) -> str:
+        j = partners.index(t) if t in partners else -1
+        paired = j >= 0 and b >> (k + 1 + j) & 1
+        return f"{used[t]}+{policy.tiers[t].agree_with}" if paired else used[t]
+
     names = [
-        ">".join([used[t] for t in range(k) if b >> t & 1]
+        ">".join([tier_name(b, t) for t in range(k) if b >> t & 1]
                  + ([f"fallback:{policy.fallback}"] if b >> k & 1 else []))
         for b in present.tolist()
     ]

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from workbench import agreement
 from workbench import governance as gov
 from workbench.errors import PolicyError, WorkbenchError
 from workbench.pipeline import kernel
@@ -198,6 +199,35 @@ class Workload:
             raise PolicyError(f"unknown verifier {kind!r}")
         out[rows] = ok
         return out
+
+    def outputs(self, model: str) -> pl.Series:
+        """Each item's recorded answer of `model` (null without one), in item order."""
+
+        def compute() -> pl.Series:
+            if "output" not in self.outcomes.columns:
+                return pl.Series("output", [None] * self.n, dtype=pl.String)
+            frame = (
+                self.outcomes.filter(pl.col("model") == model)
+                .select(pl.col("item_id").cast(pl.String), pl.col("output").cast(pl.String))
+            )
+            return pl.DataFrame({"item_id": self.item_ids}).join(
+                frame, on="item_id", how="left", maintain_order="left")["output"]
+
+        return self.cached(("outputs", model), compute)
+
+    def agreement(self, model: str, other: str, kind: str) -> np.ndarray:
+        """Whether the two models' recorded answers agree after normalising by `kind`."""
+
+        def norm(m: str) -> pl.Series:
+            return self.cached(("normalized", m, kind),
+                               lambda: agreement.normalize(kind, self.outputs(m)))
+
+        def compute() -> np.ndarray:
+            out = (norm(model) == norm(other)).fill_null(False).to_numpy()
+            out.setflags(write=False)
+            return out
+
+        return self.cached(("agree", *sorted((model, other)), kind), compute)
 
     def item_labels(self) -> pl.Series:
         """Each item's labels, normalised like the verifier (empty list when none)."""
