@@ -103,7 +103,8 @@ def test_governance_never_lets_a_detected_class_reach_a_disallowed_model(seed):
         allowed = set(policy.models)
         for cls in row["governance_block"].split(","):
             allowed &= rules[cls]
-        tried = [m.removeprefix("fallback:") for m in (row["models_tried"] or "").split(">") if m]
+        tried = [name for m in (row["models_tried"] or "").split(">") if m
+                 for name in m.removeprefix("fallback:").split("+")]  # partners too
         assert set(tried) <= allowed
         assert row["answered_by"] is None or row["answered_by"] in allowed
 
