@@ -340,7 +340,10 @@ def test_routerbench_holdout_is_test_only(tmp_path: Path, monkeypatch: pytest.Mo
         monkeypatch.setattr(f"workbench.tune.{module}._fit_router", spy_fit, raising=False)
         monkeypatch.setattr(f"workbench.tune.{module}._train_predictions", spy_xfit,
                             raising=False)
-    res = run_tune(s, "arc_train", None, objective="pareto", trials=20,
+    from workbench.tune.base import default_base_policy
+
+    learned = default_base_policy(s, "arc_train", home=tmp_path, agreement=False)
+    res = run_tune(s, "arc_train", learned, objective="pareto", trials=20,
                   test_workload="arc_test", storage=tn.IN_MEMORY, study_name="arc",
                   home=tmp_path, record=False)
     assert res.best_policy.router is not None

@@ -80,10 +80,36 @@ def normalize(kind: str, outputs: pl.Series) -> pl.Series:
     return norm.replace("", None).alias(outputs.name)
 
 
+def infer_kind(outputs: pl.Series, task_type: str | None = None, *,
+               share: float = 0.8) -> AgreeOn:
+    """The agreement kind that suits a workload's recorded answers: `label` for classification;
+    else `json` when at least `share` of the answers parse as JSON objects or arrays, `choice`
+    when that share are short (<= 40 characters) and hold an option letter, `number` when that
+    share hold a number, and `text` otherwise (code and prose rarely agree textually)."""
+    if task_type == "classification":
+        return "label"
+    text = outputs.cast(pl.String).drop_nulls()
+    if text.len() == 0:
+        return "text"
+    n = text.len()
+
+    def found(kind: str) -> float:
+        return float(normalize(kind, text).is_not_null().sum()) / n
+
+    stripped = text.str.strip_chars()
+    if float(stripped.str.contains(r"^[\[{]").sum()) / n >= share and found("json") >= share:
+        return "json"
+    if float((stripped.str.len_chars() <= 40).sum()) / n >= share and found("choice") >= share:
+        return "choice"
+    if found("number") >= share:
+        return "number"
+    return "text"
+
+
 def agree_one(kind: str, a: str | None, b: str | None) -> bool:
     """Whether two answers agree under `kind`."""
     na, nb = normalize_one(kind, a), normalize_one(kind, b)
     return na is not None and na == nb
 
 
-__all__ = ["AGREE_ON", "AgreeOn", "agree_one", "normalize", "normalize_one"]
+__all__ = ["AGREE_ON", "AgreeOn", "agree_one", "infer_kind", "normalize", "normalize_one"]

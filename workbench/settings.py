@@ -75,11 +75,13 @@ def get(name: str) -> str:
 
 
 def home(override: str | os.PathLike[str] | None = None) -> Path:
-    """The data directory (created if missing); `override` wins over WORKBENCH_HOME."""
+    """The data directory (created if missing); `override` (e.g. `--home`) wins over
+    WORKBENCH_HOME. A relative override is taken from the current directory, as any command
+    line path; a relative WORKBENCH_HOME (default `data`) from the repository root."""
     raw = str(override) if override else get("WORKBENCH_HOME")
     path = Path(raw).expanduser()
     if not path.is_absolute():
-        path = REPO_ROOT / path
+        path = (Path.cwd() if override else REPO_ROOT) / path
     path.mkdir(parents=True, exist_ok=True)
     return path
 

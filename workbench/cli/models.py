@@ -259,8 +259,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
          "errors"),
         [(r["model"], r["n"], f"{r['quality']:.3f}",
           f"[{r['quality_lo']:.3f}, {r['quality_hi']:.3f}]", _money(r["cost_per_request"]),
-          _money(r["cost_per_success"]), f"{r['latency_p50_ms']:.0f}",
-          f"{r['latency_p95_ms']:.0f}", f"{r['error_rate']:.1%}") for r in rows],
+          _money(r["cost_per_success"]), _ms(r["latency_p50_ms"]),
+          _ms(r["latency_p95_ms"]), f"{r['error_rate']:.1%}") for r in rows],
     )
     return 0
 
@@ -286,6 +286,11 @@ def _price(v: float | None) -> str:
 
 def _money(v: float | None) -> str:
     return "-" if v is None else f"${v:.6f}"
+
+
+def _ms(v: float | None) -> str:
+    """Milliseconds, or '-' when not recorded (e.g. RouterBench has no latencies)."""
+    return "-" if v is None or not math.isfinite(v) else f"{v:.0f}"
 
 
 def _print_table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:

@@ -44,28 +44,39 @@ def upper_hull(front: list[tuple[str, float, float]]) -> list[tuple[str, float, 
     return hull
 
 
+def answering_models(outcomes: pl.DataFrame, share: float = 0.5) -> list[str]:
+    """Models whose recorded answers (outputs) cover at least `share` of their outcomes: the
+    ones an agreement gate can compare, sorted by name."""
+    if "output" not in outcomes.columns or outcomes.height == 0:
+        return []
+    cov = outcomes.group_by("model").agg(pl.col("output").is_not_null().mean().alias("c"))
+    return sorted(r[0] for r in cov.iter_rows() if (r[1] or 0.0) >= share)
+
+
 def default_base_policy(store: Any, workload: str, *, max_tiers: int = 4,
-                        home: Any = None) -> Policy:
+                        home: Any = None, agreement: bool = True) -> Policy:
     """A sensible starting policy: the quality/cost frontier models as tiers, cheapest first;
-    a plain cascade on recorded confidence when outcomes have it, else (e.g. RouterBench) the
-    learned router picks the entry tier and its predicted success is the tiers' confidence."""
+    a plain cascade on recorded confidence when outcomes have it. Without recorded confidence,
+    when two or more models' answers are recorded (e.g. RouterBench) and `agreement` is on, an
+    agreement cascade: a cheaper frontier model answers when a partner model agrees, else the
+    strongest answers (the tuner searches which models and partner). Otherwise the learned
+    router picks the entry tier and its predicted success is the tiers' confidence."""
     from workbench.compose import model_specs
 
     outcomes = store.outcomes(workload)
     if outcomes.height == 0:
         raise WorkbenchError(f"workload {workload!r} has no recorded outcomes to tune on")
     front = upper_hull(frontier(outcomes))
+    conf_all = (outcomes["confidence"].is_not_null().mean()
+                if "confidence" in outcomes.columns else 0.0)
+    answering = answering_models(outcomes) if agreement else []
+    if (conf_all or 0.0) < 0.5 and len(answering) >= 2 and len(front) >= 2:
+        return _agreement_base(store, workload, outcomes, front, answering, home)
     if len(front) > max_tiers:  # keep the cheapest, the best and evenly spaced ones between
         idx = np.unique(np.round(np.linspace(0, len(front) - 1, max_tiers)).astype(int))
         front = [front[i] for i in idx]
     names = [f[0] for f in front]
-    try:
-        from workbench.catalog import Catalog
-
-        known = Catalog(home).list_models()
-    except Exception:  # no catalog yet: bare specs named after the models
-        known = []
-    specs = model_specs(store, workload, known)
+    specs = model_specs(store, workload, _known_models(home))
     conf_share = (outcomes.filter(pl.col("model").is_in(names))["confidence"]
                   .is_not_null().mean()) if "confidence" in outcomes.columns else 0.0
     data: dict[str, Any] = {
@@ -82,4 +93,45 @@ def default_base_policy(store: Any, workload: str, *, max_tiers: int = 4,
         data["router"] = {"method": "logistic"}
         data["description"] = (f"learned router over the quality/cost frontier of {workload}; "
                                "its predicted success is each tier's confidence")
+    return Policy.validate_data(data, source=f"default policy for {workload}")
+
+
+def _known_models(home: Any) -> list[Any]:
+    try:
+        from workbench.catalog import Catalog
+
+        return Catalog(home).list_models()
+    except Exception:  # no catalog yet: bare specs named after the models
+        return []
+
+
+def _agreement_base(store: Any, workload: str, outcomes: pl.DataFrame,
+                    front: list[tuple[str, float, float]], answering: list[str],
+                    home: Any) -> Policy:
+    """[cheaper frontier model, accepted when a partner agrees] -> the strongest model; the
+    partner is the next cheaper answering frontier model (or any other answering model)."""
+    from workbench.agreement import infer_kind
+    from workbench.compose import model_specs
+
+    strong = front[-1][0]
+    cheap = next((f[0] for f in reversed(front[:-1]) if f[0] in answering), answering[0])
+    if cheap == strong:
+        cheap = next(m for m in answering if m != strong)
+    partner = next((f[0] for f in reversed(front) if f[0] in answering
+                    and f[0] not in (cheap, strong)),
+                   next((m for m in answering if m not in (cheap, strong)), None))
+    kind = infer_kind(outcomes.filter(pl.col("model").is_in(answering))["output"],
+                      store.workload(workload).task_type)
+    names = [m for m in (cheap, partner, strong) if m is not None]
+    specs = model_specs(store, workload, _known_models(home))
+    tier0: dict[str, Any] = {"model": cheap, "accept_above": 0.0}
+    if partner is not None:
+        tier0 |= {"agree_with": partner, "agree_on": kind}
+    data: dict[str, Any] = {
+        "name": f"tuned-{workload}",
+        "description": (f"agreement cascade on {workload}: a cheaper model answers when its "
+                        f"partner's answer agrees ({kind}), else the strongest model"),
+        "models": {m: specs[m].model_dump(mode="json") for m in names},
+        "tiers": [tier0, {"model": strong}],
+    }
     return Policy.validate_data(data, source=f"default policy for {workload}")

@@ -13,7 +13,7 @@ from workbench import replay as rp
 from workbench.errors import WorkbenchError
 from workbench.models import ModelSpec
 from workbench.policy import Policy
-from workbench.tune.base import default_base_policy
+from workbench.tune.base import answering_models, default_base_policy
 from workbench.tune.evaluate import FastEvaluator, FastMetrics, _router_models, _train_predictions
 from workbench.tune.objective import Objective, ObjectiveSpec, _best_single, parse_floor
 from workbench.tune.space import Param, _mean_costs, _single_like, apply_params, search_space
@@ -113,6 +113,7 @@ def prepare(store: Any, workload: str, base_policy: Policy | None, settings: Stu
     """Split the workload, build the search space, evaluate the single models on train and
     resolve a relative quality floor; clear errors for unknown candidates or base models."""
     spec = settings.objective
+    default = base_policy is None
     if base_policy is None:
         base_policy = default_base_policy(store, workload, home=home)
     fixed = dict(settings.fixed)
@@ -120,6 +121,10 @@ def prepare(store: Any, workload: str, base_policy: Policy | None, settings: Stu
     split = make_split(store, workload, holdout=settings.holdout, seed=settings.seed,
                        test_workload=settings.test_workload)
     cands = list(settings.candidates)
+    gated = any(t.agree_with is not None for t in base.tiers)
+    partners = answering_models(split.train_outcomes) if gated else []
+    if default and gated and not cands:  # the default agreement cascade searches every model
+        cands = partners
     known = set(split.train_outcomes["model"].unique().to_list())
     unknown = [m for m in cands if m not in known]
     if unknown:
@@ -129,8 +134,14 @@ def prepare(store: Any, workload: str, base_policy: Policy | None, settings: Stu
         )
     mean_cost = _mean_costs(split.train_outcomes)
     space = search_space(base, candidates=cands, fixed=fixed, mean_cost=mean_cost,
-                         router_methods=list(settings.router_methods))
+                         router_methods=list(settings.router_methods), partners=partners)
     specs = {m: ModelSpec(name=m, model=m) for m in cands}
+    if cands:  # recorded prices and the catalog's descriptions, for exported policies
+        from workbench.compose import model_specs
+        from workbench.tune.base import _known_models
+
+        known_specs = model_specs(store, workload, _known_models(home))
+        specs.update({m: known_specs[m] for m in cands if m in known_specs})
     specs.update(base.models)
     train_wl = rp.prepare(split.train_items, split.train_outcomes)
     missing = [m for m in base.used_models if m not in train_wl.col]

@@ -56,11 +56,13 @@ def search_space(
     fixed: Mapping[str, Any] | None = None,
     mean_cost: Mapping[str, float] | None = None,
     router_methods: Sequence[str] | None = None,
+    partners: Sequence[str] | None = None,
 ) -> tuple[Param, ...]:
     """The parameters a study searches for `policy`: every non-final tier's `accept_above`,
     the rule pre-route's `preroute_below` or the learned router's `cost_weight`, each tier's
-    model among `candidates` (when given) and the router `method` (when several are given);
-    any path in `fixed` is left out."""
+    model among `candidates` (when given), the agreement partner (none or one of `partners`)
+    of every non-final tier that has an agreement gate, and the router `method` (when several
+    are given); any path in `fixed` is left out."""
     fixed = dict(fixed or {})
     params: list[Param] = []
     k = len(policy.tiers)
@@ -75,6 +77,10 @@ def search_space(
             params.append(Param(f"tiers.{i}.model", "categorical", choices=cands))
         if i < k - 1:
             params.append(Param(f"tiers.{i}.accept_above", "float", 0.0, 1.0))
+        if i < k - 1 and policy.tiers[i].agree_with is not None:
+            pool = tuple(dict.fromkeys(partners or (policy.tiers[i].agree_with,)))
+            params.append(Param(f"tiers.{i}.agree_with", "categorical",
+                                choices=(None, *pool)))
     if isinstance(policy.preroute, RulesPreroute):
         params.append(Param("preroute.preroute_below", "float", 0.0, 1.0))
     elif isinstance(policy.preroute, LearnedPreroute):
@@ -128,11 +134,16 @@ def apply_params(policy: Policy, values: Mapping[str, Any],
                 node[parts[-1]] = value
         except (KeyError, IndexError, ValueError, TypeError):
             raise PolicyError(f"policy has no field {path!r}") from None
-    for tier in data["tiers"]:
-        name = tier["model"]
-        if name not in data["models"]:
-            spec = (specs or {}).get(name) or ModelSpec(name=name, model=name)
-            data["models"][name] = spec.file_data()
+    tiers = data["tiers"]
+    for i, tier in enumerate(tiers):
+        # a sampled partner that is the tier itself or a later tier means "no gate"
+        if (f"tiers.{i}.agree_with" in values or f"tiers.{i}.model" in values) and \
+                tier.get("agree_with") in {t["model"] for t in tiers[i:]}:
+            tier["agree_with"] = None
+        for name in (tier["model"], tier.get("agree_with")):
+            if name is not None and name not in data["models"]:
+                spec = (specs or {}).get(name) or ModelSpec(name=name, model=name)
+                data["models"][name] = spec.file_data()
     return Policy.validate_data(data, source="tuned policy")
 
 

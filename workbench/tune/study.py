@@ -16,6 +16,7 @@ from workbench.policy import Policy
 from workbench.tune.objective import ObjectiveSpec, _constraints, _values_of
 from workbench.tune.problem import SAMPLERS, Problem, StudySettings, prepare
 from workbench.tune.reports import TuneProgress, TuneResult, _finish
+from workbench.tune.screen import screen
 from workbench.tune.space import _get_path, _in_range, apply_params
 from workbench.tune.storage import (
     _REAL_URLS,
@@ -114,6 +115,9 @@ def _open_study(problem: Problem, url: str) -> Any:
         values = {p.path: _get_path(problem.base, p.path) for p in problem.space}
         study.enqueue_trial({k: v for k, v in values.items() if _in_range(problem.space, k, v)},
                             skip_if_exists=True)
+        for values in screen(problem, keep=min(10, max(1, s.trials // 5))):
+            study.enqueue_trial({k: v for k, v in values.items()
+                                 if _in_range(problem.space, k, v)}, skip_if_exists=True)
     return study
 
 
