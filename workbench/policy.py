@@ -207,6 +207,9 @@ class Provenance(_Strict):
     package_version: str | None = None
     train_metrics: dict[str, Any] | None = None
     holdout_metrics: dict[str, Any] | None = None
+    routing: dict[str, Any] | None = Field(
+        default=None, description="does routing pay: the holdout comparison with the best "
+        "single model and the random-mix frontier (workbench.routing_pays)")
 
 
 Preroute = Annotated[RulesPreroute | LearnedPreroute, Field(discriminator="kind")]

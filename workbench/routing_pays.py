@@ -448,6 +448,32 @@ def compare(
     )
 
 
+def describe(verdict: RoutingVerdict) -> list[str]:
+    """The verdict as a few plain lines for a terminal: the answer first, then each figure."""
+    v, pct = verdict, f"{verdict.level:.0%}"
+    b, m = v.best_single, v.random_mix
+    test = b.mcnemar
+    mc = (f"McNemar p={test.p_value:.3g} ({test.method}; {test.policy_only} items only the "
+          f"policy got right, {test.other_only} only {b.against})") if test else b.note
+    single_at = (f"{v.single_at_quality} {_fmt_ratio(v.cost_ratio_single)}"
+                 if v.single_at_quality else "none reaches it")
+    lines = [
+        ("routing PAYS on this workload" if v.pays else
+         "routing does NOT pay on this workload"),
+        f"  policy: quality {v.policy_quality:.4f} at ${v.policy_cost:.6g}/request "
+        f"({v.n} paired items)",
+        f"  vs best single model {b.against} ({b.quality:.4f} at ${b.cost:.6g}): "
+        f"{b.difference:+.4f}, {pct} CI {_fmt_ci(b.ci)}; {mc}",
+        f"  vs random mix {v.mix.label} at the same cost ({m.quality:.4f}): "
+        f"{m.difference:+.4f}, {pct} CI {_fmt_ci(m.ci)} (paired bootstrap; McNemar applies "
+        "to the best single model)",
+        f"  cost of the policy's quality, as a multiple of its cost: cheapest single model "
+        f"{single_at}; random mix {_fmt_ratio(v.cost_ratio_mix)}",
+    ]
+    lines += [f"  note: {n}" for n in v.notes]
+    return lines
+
+
 # -- from recorded outcomes -------------------------------------------------------------------
 def routing_pays(
     policy_replay: Any,
@@ -508,6 +534,6 @@ def routing_pays(
 
 __all__ = [
     "EXACT_BELOW", "LEVEL", "N_BOOT", "Comparison", "McNemar", "Mix", "Point", "RoutingVerdict",
-    "compare", "cost_at_quality", "hull", "mcnemar", "mcnemar_counts", "mix_at_cost",
+    "compare", "cost_at_quality", "describe", "hull", "mcnemar", "mcnemar_counts", "mix_at_cost",
     "paired_bootstrap", "routing_pays",
 ]

@@ -39,6 +39,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workload", required=True)
     p.add_argument("--quality-floor", type=float, default=None)
     p.add_argument("--max-cost", type=float, default=None, help="max US dollars per request")
+    p.add_argument("--require-routing-pays", action="store_true",
+                   help="also fail when the policy does not beat a random mix of single models "
+                        "at its cost (paired bootstrap 95%% CI of the gain above 0)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.set_defaults(func=_check)
 
 
@@ -97,16 +101,42 @@ def _schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _routing_lines(args: argparse.Namespace, result: Any) -> tuple[Any, list[str]]:
+    """Does routing pay on the checked workload: (verdict or None, lines to print)."""
+    from workbench.routing_pays import describe, routing_pays
+    from workbench.store import open_store
+
+    store = open_store(args.home)
+    try:
+        verdict = routing_pays(result, store.recorded_items(args.workload),
+                               store.outcomes(args.workload), seed=args.seed)
+    except WorkbenchError as exc:
+        return None, [f"routing: cannot tell whether routing pays: {exc}"]
+    return verdict, describe(verdict)
+
+
 def _check(args: argparse.Namespace) -> int:
-    m = _run(args).metrics
+    """One first line, OK or FAIL (the gate's answer), then whether routing pays (stdout on
+    OK, stderr on FAIL so the failure stays one line)."""
+    result = _run(args)
+    m = result.metrics
+    verdict, lines = _routing_lines(args, result)
+    fail = None
     if args.quality_floor is not None and not m.quality >= args.quality_floor:
-        print(f"FAIL: quality {_fmt(m.quality)} is below the floor {args.quality_floor} "
-              f"(95% CI [{_fmt(m.quality_ci[0])}, {_fmt(m.quality_ci[1])}], n={m.n})")
-        return 1
-    if args.max_cost is not None and not m.cost_per_request <= args.max_cost:
-        print(f"FAIL: cost per request ${_fmt(m.cost_per_request)} is above the maximum "
-              f"${args.max_cost}")
+        fail = (f"FAIL: quality {_fmt(m.quality)} is below the floor {args.quality_floor} "
+                f"(95% CI [{_fmt(m.quality_ci[0])}, {_fmt(m.quality_ci[1])}], n={m.n})")
+    elif args.max_cost is not None and not m.cost_per_request <= args.max_cost:
+        fail = (f"FAIL: cost per request ${_fmt(m.cost_per_request)} is above the maximum "
+                f"${args.max_cost}")
+    elif args.require_routing_pays and (verdict is None or not verdict.pays):
+        fail = ("FAIL: " + (verdict.message if verdict is not None else lines[0]))
+    if fail is not None:
+        print(fail)
+        for line in lines:
+            print(line, file=sys.stderr)
         return 1
     print(f"OK: quality {_fmt(m.quality)}, cost per request ${_fmt(m.cost_per_request)}, "
           f"n={m.n}")
+    for line in lines:
+        print(line)
     return 0

@@ -1,5 +1,6 @@
 """Tuning commands: `tune` (run or resume an Optuna study on a workload's train split and write
-the best policy with its train and holdout metrics) and `tune-trial` (export any trial's policy).
+the best policy with its train and holdout metrics, and say whether routing pays on the
+holdout) and `tune-trial` (export any trial's policy).
 
 Progress goes to stderr; `--json` prints the machine-readable result on stdout.
 """
@@ -92,12 +93,15 @@ def _tune(args: argparse.Namespace) -> int:
     )
     result = tn.tune(store, args.workload, base, settings,
                      progress=_progress_printer(max(1, args.trials // 20)), home=args.home)
-    out = None
+    out = simpler_out = None
     if args.out:
         out = result.best_policy.to_file(args.out)
+        if result.simpler_policy is not None:
+            simpler_out = result.simpler_policy.to_file(_simpler_path(args.out))
     if args.json:
         data = result.as_json()
         data["out"] = str(out) if out else None
+        data["simpler_out"] = str(simpler_out) if simpler_out else None
         print(json.dumps(data, indent=2, default=str))
         return 0
     print(f"study {result.study_name} in {result.storage}: {result.n_trials} trials; "
@@ -110,9 +114,35 @@ def _tune(args: argparse.Namespace) -> int:
               f"{_fmt(result.holdout.get(key)):>22}")
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
+    _print_routing(result)
     if out:
         print(f"policy written to {out}")
+    if simpler_out and result.simpler_policy is not None:
+        model = result.simpler_policy.tier_models[0]
+        print(f"simpler policy ({model} alone) written to {simpler_out}: routing does not "
+              "pay, so deploy it rather than the tuned one")
     return 0
+
+
+def _simpler_path(out: str) -> str:
+    """best.yaml -> best.simpler.yaml (next to the tuned policy)."""
+    from pathlib import Path
+
+    p = Path(out)
+    return str(p.with_name(f"{p.stem}.simpler{p.suffix}"))
+
+
+def _print_routing(result: Any) -> None:
+    """Does routing pay (holdout, paired per item), and which policy the tuner prefers."""
+    from workbench.routing_pays import describe
+
+    if result.routing is None:
+        print("routing: cannot tell whether routing pays (see the warnings)")
+        return
+    for line in describe(result.routing):
+        print(line)
+    if result.routing_note:
+        print(f"  preferred: {result.routing_note}")
 
 
 def _trial(args: argparse.Namespace) -> int:

@@ -1,4 +1,6 @@
-"""What a study run reports: train and holdout metrics of the best trial with CIs, the Pareto front replayed on the holdout, baselines and any trial's own report."""
+"""What a study run reports: train and holdout metrics of the best trial with CIs, the Pareto
+front replayed on the holdout, baselines, whether routing pays (the best policy against the
+best single model and the random mix, paired on the holdout) and any trial's own report."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import numpy as np
 import polars as pl
 
 from workbench import replay as rp
+from workbench.errors import WorkbenchError
 from workbench.metrics import Metrics
 from workbench.policy import (
     LearnedPreroute,
@@ -19,9 +22,11 @@ from workbench.policy import (
     Provenance,
     RulesPreroute,
 )
+from workbench.routing_pays import RoutingVerdict, routing_pays
 from workbench.tune.evaluate import FastEvaluator, _fit_router, _train_predictions
-from workbench.tune.objective import ObjectiveSpec, _choose_best, _pareto_mask
+from workbench.tune.objective import ObjectiveSpec, _best_single, _choose_best, _pareto_mask
 from workbench.tune.problem import Problem
+from workbench.tune.space import _single_like, apply_params
 from workbench.tune.split import Split, make_split
 from workbench.tune.storage import _redact, _trials_frame, load_study, trial_policy
 
@@ -68,9 +73,36 @@ class TuneResult:
     timings: dict[str, float] = field(default_factory=dict)
     holdout_share: float = 0.3
     seed: int = 0
+    routing: RoutingVerdict | None = None
+    simpler_policy: Policy | None = None
+    simpler_train: dict[str, Any] | None = None
+    simpler_holdout: dict[str, Any] | None = None
+    routing_note: str = ""
+
+    @property
+    def preferred_policy(self) -> Policy:
+        """The policy to deploy: the simpler one when routing does not pay (and a single model
+        meets the objective on train), else the tuned best policy."""
+        return self.simpler_policy if self.simpler_policy is not None else self.best_policy
+
+    def routing_json(self) -> dict[str, Any] | None:
+        """The `routing` block: the verdict plus the preferred policy and its metrics."""
+        if self.routing is None:
+            return None
+        out = self.routing.as_json()
+        simpler = self.simpler_policy
+        out["preferred"] = {
+            "policy": self.preferred_policy.name,
+            "simpler": simpler is not None,
+            "model": simpler.tier_models[0] if simpler is not None else None,
+            "train": self.simpler_train, "holdout": self.simpler_holdout,
+            "note": self.routing_note,
+        }
+        return out
 
     def as_json(self) -> dict[str, Any]:
-        """The CLI's JSON: `train`/`holdout` metrics plus study information."""
+        """The CLI's JSON: `train`/`holdout` metrics plus study information and `routing`
+        (does routing pay, on the holdout; the preferred policy)."""
         return {
             "study": self.study_name, "storage": self.storage, "workload": self.workload,
             "test_workload": self.test_workload, "objective": self.objective.as_json(),
@@ -79,7 +111,7 @@ class TuneResult:
             "train": self.train, "holdout": self.holdout,
             "singles": self.singles.to_dicts(), "oracle": self.oracle,
             "pareto": self.pareto.drop("policy").to_dicts(),
-            "warnings": list(self.warnings),
+            "warnings": list(self.warnings), "routing": self.routing_json(),
         }
 
 
@@ -161,21 +193,98 @@ def _finish(study: Any, url: str, problem: Problem) -> TuneResult:
         "latency_p95_ms": pl.Float64})
 
     pareto = _pareto_frame(feas or complete, split, holdout_router)
+    verdict = _verdict(problem, ho, warns)
+    simpler, note = _simpler(problem, best_policy, verdict) if verdict is not None \
+        else (None, "")
+    routing_js = verdict.as_json() if verdict is not None else None
+    created = datetime.now(UTC).isoformat(timespec="seconds")
     provenance = Provenance(
         workload=workload, study=study.study_name,
         trial=best_t.number if best_t is not None else None,
-        created=datetime.now(UTC).isoformat(timespec="seconds"),
-        package_version=_version(), train_metrics=train_m, holdout_metrics=hold_m,
+        created=created, package_version=_version(), train_metrics=train_m,
+        holdout_metrics=hold_m, routing=routing_js,
     )
     best_policy = best_policy.model_copy(update={"provenance": provenance})
+    simpler_policy = simpler_train = simpler_hold = None
+    if simpler is not None:
+        simpler_policy, simpler_train, simpler_hold = simpler
+        simpler_policy = simpler_policy.model_copy(update={"provenance": Provenance(
+            workload=workload, study=study.study_name, trial=None, created=created,
+            package_version=_version(), train_metrics=simpler_train,
+            holdout_metrics=simpler_hold, routing=routing_js)})
     return TuneResult(
         study_name=study.study_name, storage=_redact(url), workload=workload,
         test_workload=test_workload, objective=spec, quality_floor=floor,
         best_trial=best_t.number if best_t is not None else None, best_policy=best_policy,
         train=train_m, holdout=hold_m, pareto=pareto, trials=trials, singles=singles,
         oracle=oracle, split=split.description, n_trials=len(trials),
-        warnings=tuple(warns),
+        warnings=tuple(warns), routing=verdict, simpler_policy=simpler_policy,
+        simpler_train=simpler_train, simpler_holdout=simpler_hold, routing_note=note,
     )
+
+
+def _verdict(problem: Problem, ho: rp.ReplayResult, warns: list[str]) -> RoutingVerdict | None:
+    """Does routing pay: the best policy's holdout replay paired per item with every single
+    model on the holdout; the best single model is the one with the best *train* quality, so
+    the holdout judges the choice instead of making it."""
+    split = problem.split
+    reference = _best_single(problem.singles)[0] if problem.singles else None
+    try:
+        return routing_pays(ho, split.holdout_items, split.holdout_outcomes,
+                            reference=reference, seed=problem.settings.seed)
+    except WorkbenchError as exc:
+        warns.append(f"cannot tell whether routing pays: {exc}")
+        return None
+
+
+def _simpler_model(problem: Problem) -> str | None:
+    """The single model the objective picks on train: min-cost, the cheapest meeting the
+    floor; max-quality, the best within the budget; weighted, the best quality - weight x
+    cost; pareto, the best quality. None when no single model meets the constraint."""
+    spec, singles = problem.settings.objective, problem.singles
+    rows = {m: (fm.quality, fm.cost_per_request) for m, fm in singles.items()
+            if math.isfinite(fm.quality) and math.isfinite(fm.cost_per_request)}
+    if not rows:
+        return None
+    if spec.kind == "min-cost" and problem.floor is not None:
+        ok = [m for m, (q, _) in rows.items() if q >= problem.floor]
+        return min(ok, key=lambda m: (rows[m][1], -rows[m][0], m)) if ok else None
+    if spec.kind == "max-quality" and spec.budget is not None:
+        ok = [m for m, (_, c) in rows.items() if c <= spec.budget]
+        return max(ok, key=lambda m: (rows[m][0], -rows[m][1], m)) if ok else None
+    if spec.kind == "weighted" and spec.weight is not None:
+        w = spec.weight
+        return max(rows, key=lambda m: (rows[m][0] - w * rows[m][1], -rows[m][1], m))
+    return max(rows, key=lambda m: (rows[m][0], -rows[m][1], m))
+
+
+def _simpler(problem: Problem, best: Policy, verdict: RoutingVerdict
+             ) -> tuple[tuple[Policy, dict[str, Any], dict[str, Any]] | None, str]:
+    """When routing does not pay: the single-model policy the objective picks on train, with
+    its train and holdout metrics, and a sentence saying what is preferred (no policy when
+    routing pays, when the best policy already is that one model, or when no single model
+    meets the objective)."""
+    if verdict.pays:
+        return None, "routing pays: the tuned policy is preferred"
+    model = _simpler_model(problem)
+    if model is None:
+        return None, ("no single model meets the objective on train, so the tuned policy is "
+                      f"kept; a random mix ({verdict.mix.label}) would do as well")
+    if best.used_models == (model,) and best.preroute is None:
+        return None, f"the tuned policy already is {model} alone"
+    policy = apply_params(_single_like(problem.base, model, problem.specs), {})
+    policy = policy.model_copy(update={"name": f"{best.name}-{model}",
+                                       "description": f"{model} alone: routing does not pay "
+                                       f"on {problem.workload}"})
+    split, seed = problem.split, problem.settings.seed
+    tr = rp.replay(policy, split.train_items, split.train_outcomes, seed=seed)
+    ho = rp.replay(policy, split.holdout_items, split.holdout_outcomes, seed=seed)
+    hm = ho.metrics
+    ratio = hm.cost_per_request / verdict.policy_cost if verdict.policy_cost > 0 else math.inf
+    note = (f"preferring the simpler policy {model} alone, the single model the objective "
+            f"picks on train: holdout quality {hm.quality:.3f} at "
+            f"${hm.cost_per_request:.6g}/request ({ratio:.2f}x the tuned policy's cost)")
+    return (policy, report(tr.metrics), report(hm)), note
 
 
 def _version() -> str:
@@ -265,12 +374,14 @@ def front_vs_singles(result: TuneResult, split: str = "holdout", tol: float = 1e
 
 @dataclass(frozen=True)
 class TrialReport:
-    """One trial's policy with its train and holdout metrics (95% bootstrap CIs)."""
+    """One trial's policy with its train and holdout metrics (95% bootstrap CIs) and whether
+    routing pays on the holdout (None when it cannot be told)."""
 
     number: int
     policy: Policy
     train: dict[str, Any]
     holdout: dict[str, Any]
+    routing: RoutingVerdict | None = None
 
 
 def evaluate_trial(store: Any, result: TuneResult, number: int) -> TrialReport:
@@ -294,8 +405,18 @@ def evaluate_trial(store: Any, result: TuneResult, number: int) -> TrialReport:
     ho = rp.replay(policy, split.holdout_items, split.holdout_outcomes, router=hold_router,
                    seed=result.seed)
     train_m, hold_m = report(tr.metrics), report(ho.metrics)
+    # the same best single model as the study's own verdict (chosen on train)
+    reference = result.routing.best_single.against if result.routing is not None else None
+    try:
+        verdict: RoutingVerdict | None = routing_pays(
+            ho, split.holdout_items, split.holdout_outcomes, reference=reference,
+            seed=result.seed)
+    except WorkbenchError:
+        verdict = None
     prov = Provenance(workload=result.workload, study=result.study_name, trial=number,
                       created=datetime.now(UTC).isoformat(timespec="seconds"),
                       package_version=_version(), train_metrics=train_m,
-                      holdout_metrics=hold_m)
-    return TrialReport(number, policy.model_copy(update={"provenance": prov}), train_m, hold_m)
+                      holdout_metrics=hold_m,
+                      routing=verdict.as_json() if verdict is not None else None)
+    return TrialReport(number, policy.model_copy(update={"provenance": prov}), train_m, hold_m,
+                       verdict)
