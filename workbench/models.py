@@ -27,6 +27,12 @@ KINDS: tuple[str, ...] = ("local-gguf", "litellm")
 PROVIDER_VERSION = "3"  # bump whenever outputs change (v3: deterministic local evaluation)
 
 Price = Annotated[float, Field(ge=0.0)]
+# Self-consistency limits (ModelSpec.samples, .sample_temperature).
+MIN_SAMPLES, MAX_SAMPLES = 1, 50
+MAX_SAMPLE_TEMPERATURE = 2.0
+# workbench.agreement.AgreeOn, restated so this module stays light (that one imports polars);
+# tests/test_consistency.py holds the two equal.
+VoteOn = Literal["label", "choice", "number", "json", "text"]
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # user:password@host, or a key in the query string
 _URL_CREDENTIALS = re.compile(r"//[^/?#]*@|(?i:[?&](?:api[_-]?)?key=)")
@@ -73,6 +79,18 @@ class ModelSpec(BaseModel):
     threads: int = Field(default=0, ge=0, description="local models: 0 = the setting / cores")
     timeout_s: float = Field(default=60.0, gt=0.0)
     max_retries: int = Field(default=3, ge=0)
+    samples: int = Field(
+        default=1, description="self-consistency: answers drawn per item, confidence = the "
+        "majority's share (1 = off; at most 50)"
+    )
+    sample_temperature: float = Field(
+        default=0.7, description="self-consistency: temperature of the drawn answers (0 < T <= 2)"
+    )
+    seed: int = Field(default=0, description="self-consistency: seed of the draws (>= 0)")
+    vote_on: VoteOn | None = Field(
+        default=None, description="self-consistency: how answers are compared (label, choice, "
+        "number, json, text; None = by task type)"
+    )
     templates: dict[str, str] = Field(
         default_factory=dict, description="task type -> prompt template with one {input}"
     )
@@ -128,6 +146,32 @@ class ModelSpec(BaseModel):
             )
         return value
 
+    @field_validator("samples")
+    @classmethod
+    def _samples(cls, value: int) -> int:
+        """A vote needs at least one answer; more than 50 multiplies cost for no gain."""
+        if not MIN_SAMPLES <= value <= MAX_SAMPLES:
+            raise ValueError(f"must be between {MIN_SAMPLES} and {MAX_SAMPLES} (answers drawn "
+                             "per item for the self-consistency vote)")
+        return value
+
+    @field_validator("sample_temperature")
+    @classmethod
+    def _sample_temperature(cls, value: float) -> float:
+        """T = 0 draws the same answer every time (a vote of one); past 2 draws are noise."""
+        if not (0.0 < value <= MAX_SAMPLE_TEMPERATURE):
+            raise ValueError(f"must be above 0 and at most {MAX_SAMPLE_TEMPERATURE:g} "
+                             "(temperature of the self-consistency draws)")
+        return value
+
+    @field_validator("seed")
+    @classmethod
+    def _seed(cls, value: int) -> int:
+        """A seed numpy and OpenAI-compatible servers both accept."""
+        if not 0 <= value < 2**31:
+            raise ValueError("must be between 0 and 2147483647")
+        return value
+
     @field_validator("templates")
     @classmethod
     def _templates(cls, value: dict[str, str]) -> dict[str, str]:
@@ -170,6 +214,10 @@ class ModelSpec(BaseModel):
             "templates": dict(sorted(self.templates.items())),
             "few_shot": {k: [list(p) for p in v] for k, v in sorted(self.few_shot.items())},
         }
+        if self.samples > 1:  # only then, so specs without sampling keep their cache keys
+            ident["self_consistency"] = {"samples": self.samples, "seed": self.seed,
+                                         "temperature": self.sample_temperature,
+                                         "vote_on": self.vote_on}
         if self.kind == "local-gguf":
             # The same file name with different contents (re-quantized) must not share a cache.
             path = Path(self.model).expanduser()

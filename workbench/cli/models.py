@@ -17,7 +17,7 @@ from workbench.extras import MissingExtraError, require
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add `models` (list/add/delete/quantize), `run` and `compare`."""
+    """Add `models` (list/add/edit/delete/quantize), `run` and `compare`."""
     models = sub.add_parser("models", help="list, add, delete or re-quantize model configs")
     add_home(models)
     models.add_argument("--json", action="store_true", help="print a JSON list")
@@ -44,7 +44,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     add.add_argument("--n-ctx", type=int, default=None)
     add.add_argument("--threads", type=int, default=None)
     add.add_argument("--timeout", type=float, default=None, help="seconds per hosted call")
+    _add_sampling_options(add)
     add.set_defaults(func=cmd_add)
+
+    edit = msub.add_parser("edit", help="change fields of a model config")
+    add_home(edit)
+    edit.add_argument("name")
+    edit.add_argument("--max-tokens", type=int, default=None)
+    edit.add_argument("--temperature", type=float, default=None)
+    edit.add_argument("--timeout", type=float, default=None, help="seconds per hosted call")
+    edit.add_argument("--input-price", type=float, default=None, help="USD per 1M input tokens")
+    edit.add_argument("--output-price", type=float, default=None,
+                      help="USD per 1M output tokens")
+    _add_sampling_options(edit)
+    edit.set_defaults(func=cmd_edit)
 
     delete = msub.add_parser("delete", help="remove a model config (outcomes are kept)")
     add_home(delete)
@@ -76,6 +89,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     compare.add_argument("--json", action="store_true", help="print a JSON list")
     compare.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     compare.set_defaults(func=cmd_compare)
+
+
+def _add_sampling_options(parser: argparse.ArgumentParser) -> None:
+    """Self-consistency options (ModelSpec.samples, sample_temperature, seed, vote_on)."""
+    parser.add_argument("--samples", type=int, default=None,
+                        help="self-consistency: answers per item (1-50; 1 = off); the "
+                        "confidence becomes the majority's share")
+    parser.add_argument("--sample-temperature", type=float, default=None,
+                        help="self-consistency: temperature of the answers (0 < T <= 2)")
+    parser.add_argument("--seed", type=int, default=None, help="self-consistency: seed")
+    parser.add_argument("--vote-on", default=None,
+                        choices=("label", "choice", "number", "json", "text"),
+                        help="self-consistency: how answers are compared (default: by task)")
+
+
+def _sampling_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The self-consistency fields given on the command line."""
+    given = {"samples": args.samples, "sample_temperature": args.sample_temperature,
+             "seed": args.seed, "vote_on": args.vote_on}
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def _catalog(args: argparse.Namespace) -> Any:
@@ -133,10 +166,27 @@ def cmd_add(args: argparse.Namespace) -> int:
     optional = {"max_tokens": args.max_tokens, "temperature": args.temperature,
                 "n_ctx": args.n_ctx, "threads": args.threads, "timeout_s": args.timeout}
     fields.update({k: v for k, v in optional.items() if v is not None})
+    fields.update(_sampling_fields(args))
     config = _catalog(args).add(ModelSpec(**fields))
     print(f"added model {config.name} ({config.kind}: {_short(config.model)}); prices "
           f"in/out per 1M: {_price(config.input_price_per_mtok)}/"
           f"{_price(config.output_price_per_mtok)}")
+    return 0
+
+
+def cmd_edit(args: argparse.Namespace) -> int:
+    """Change the given fields of a catalog model (validated as a whole before saving)."""
+    given = {"max_tokens": args.max_tokens, "temperature": args.temperature,
+             "timeout_s": args.timeout, "input_price_per_mtok": args.input_price,
+             "output_price_per_mtok": args.output_price}
+    changes = {k: v for k, v in given.items() if v is not None}
+    changes.update(_sampling_fields(args))
+    if not changes:
+        raise WorkbenchError("nothing to change: give at least one option (see `workbench "
+                             "models edit --help`)")
+    config = _catalog(args).update(args.name, **changes)
+    print(f"updated model {config.name}: " + ", ".join(
+        f"{k}={getattr(config, k)}" for k in changes))
     return 0
 
 

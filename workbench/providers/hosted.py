@@ -19,7 +19,9 @@ import time
 import tomllib
 from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from workbench import settings
@@ -328,19 +330,36 @@ class HostedProvider:
         return kwargs
 
     def complete(self, request: Request) -> Response:
-        """One call with retries on rate limits / 5xx; failures become error Responses."""
-        litellm = _litellm()
+        """One call with retries on rate limits / 5xx; failures become error Responses.
+        With `samples` > 1, the self-consistency vote (see `_complete_samples`)."""
         t0 = time.perf_counter()
         try:
             kwargs = self._kwargs(request)
         except ProviderError as exc:
             return Response.failure(exc, (time.perf_counter() - t0) * 1000)
+        if self.config.samples > 1:
+            return self._complete_samples(request, kwargs, t0)
+        raw, attempts, failure = self._call(request, kwargs, t0)
+        if failure is not None:
+            return failure
+        latency_ms = (time.perf_counter() - t0) * 1000
+        try:
+            return self._response(request, raw, latency_ms, attempts)
+        except Exception as exc:  # a malformed response is an error row, not a crash
+            err = OtherProviderError(f"model {self.config.name!r}: malformed response: "
+                                     f"{type(exc).__name__}: {exc}")
+            return Response.failure(err, latency_ms)
+
+    def _call(self, request: Request, kwargs: dict[str, Any],
+              t0: float) -> tuple[Any, int, Response | None]:
+        """One LiteLLM call with retries on rate limits / 5xx: (raw response, attempts, None),
+        or (None, attempts, error Response) when it failed."""
+        litellm = _litellm()
         attempts = 0
         while True:
             attempts += 1
             try:
-                raw = litellm.completion(**kwargs)
-                break
+                return litellm.completion(**kwargs), attempts, None
             except Exception as exc:  # every LiteLLM/HTTP failure is mapped, none escapes
                 err = map_exception(exc, self.config.name)
                 if _retryable(err) and attempts <= self.config.max_retries:
@@ -352,14 +371,87 @@ class HostedProvider:
                 log.warning("model %s item %s failed: %s", self.config.name, request.item_id,
                             redact(str(err)))
                 resp = Response.failure(err, (time.perf_counter() - t0) * 1000)
-                return _with_signals(resp, {"attempts": attempts})
+                return None, attempts, _with_signals(resp, {"attempts": attempts})
+
+    def _complete_samples(self, request: Request, kwargs: dict[str, Any],
+                          t0: float) -> Response:
+        """Self-consistency: `samples` answers at `sample_temperature`, asked for with
+        LiteLLM's `n` in one call; a server returning fewer choices (llama.cpp's server
+        ignores `n`) is asked again, one call per missing answer, each with the next seed.
+        The majority answer (normalised as `vote_on` / the task says) is the output and its
+        share the confidence; tokens, cost and latency count every call. A failed call makes
+        the item an error row that still carries the tokens and cost already spent."""
+        from workbench import consistency
+
+        cfg = self.config
+        base = {**kwargs, "temperature": cfg.sample_temperature}
+        raws: list[Any] = []
+        choices: list[Any] = []
+        attempts = 0
+        while len(choices) < cfg.samples:
+            missing = cfg.samples - len(choices)
+            call = {**base, "seed": cfg.seed + len(choices)}
+            if missing > 1:
+                call["n"] = missing
+            raw, tries, failure = self._call(request, call, t0)
+            attempts += tries
+            if raw is not None:
+                got = list(getattr(raw, "choices", None) or [])[:missing]
+                raws.append(raw)
+                choices.extend(got)
+                if got:
+                    continue
+                failure = Response.failure(OtherProviderError(
+                    f"model {cfg.name!r}: malformed response: no choices"),
+                    (time.perf_counter() - t0) * 1000)
+            assert failure is not None  # _call returns a response or a failure
+            prompt_tokens, completion_tokens, cost, _ = self._spent(raws)
+            return replace(failure, prompt_tokens=prompt_tokens,
+                           completion_tokens=completion_tokens, cost_usd=cost,
+                           signals={**failure.signals, "attempts": attempts,
+                                    "calls": len(raws) + (raw is None)})
         latency_ms = (time.perf_counter() - t0) * 1000
         try:
-            return self._response(request, raw, latency_ms, attempts)
+            texts = [(c.message.content or "") if c.message else "" for c in choices]
+            if request.labels:
+                answers: list[str | None] = [parse_label(t, request.labels)[0] for t in texts]
+            else:
+                answers = [t.strip() for t in texts]
+            kind = consistency.vote_kind(request.task_type, bool(request.labels), cfg.vote_on)
+            vote = consistency.majority(answers, kind)
+            # The first answer's own signals (logprobs, label distribution, finish reason)
+            # stay as they were; the vote replaces the output and the confidence.
+            first = self._response(request, _one_choice(raws[0], choices[0]), latency_ms,
+                                   attempts)
         except Exception as exc:  # a malformed response is an error row, not a crash
-            err = OtherProviderError(f"model {self.config.name!r}: malformed response: "
+            err = OtherProviderError(f"model {cfg.name!r}: malformed response: "
                                      f"{type(exc).__name__}: {exc}")
             return Response.failure(err, latency_ms)
+        prompt_tokens, completion_tokens, cost, known = self._spent(raws)
+        signals = {**first.signals, "calls": len(raws), "cost_known": known,
+                   **consistency.signals(vote, answers, kind, cfg.sample_temperature, cfg.seed,
+                                         "generate")}
+        output = vote.answer if vote.answer is not None else first.output
+        signals["output_chars"] = len(output or "")
+        return replace(first, output=output, confidence=vote.share, signals=signals,
+                       prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                       cost_usd=cost)
+
+    def _spent(self, raws: Sequence[Any]) -> tuple[int, int, float, bool]:
+        """Prompt tokens, completion tokens and cost summed over the calls' responses, and
+        whether every call's price was known."""
+        prompt_tokens = completion_tokens = 0
+        cost, known = 0.0, True
+        for raw in raws:
+            usage = getattr(raw, "usage", None)
+            p = int(getattr(usage, "prompt_tokens", 0) or 0)
+            c = int(getattr(usage, "completion_tokens", 0) or 0)
+            prompt_tokens += p
+            completion_tokens += c
+            usd, ok = self._cost(raw, p, c)
+            cost += usd
+            known = known and ok
+        return prompt_tokens, completion_tokens, cost, known
 
     def _response(self, request: Request, raw: Any, latency_ms: float,
                   attempts: int) -> Response:
@@ -495,6 +587,11 @@ def _label_probs(first_top: list[tuple[str, float]],
 
 
 def _with_signals(resp: Response, extra: dict) -> Response:
-    from dataclasses import replace
-
     return replace(resp, signals={**resp.signals, **extra})
+
+
+def _one_choice(raw: Any, choice: Any) -> Any:
+    """A view of a response holding only `choice` (and the response's usage), for reading
+    one answer's signals with `HostedProvider._response`."""
+    return SimpleNamespace(choices=[choice], usage=getattr(raw, "usage", None),
+                           model=getattr(raw, "model", None))

@@ -597,8 +597,26 @@ class LocalProvider:
             "top_label_calibrated": labels[int(np.argmax(calibrated))],
             "output_chars": len(top),
         }
+        output, confidence = top, float(probs[order[0]])
+        cfg = self.config
+        if cfg.samples > 1:
+            # Self-consistency from the one scoring pass: n labels drawn from the tempered
+            # distribution; the majority is the answer and its share the confidence.
+            from workbench import consistency
+
+            kind = consistency.vote_kind(request.task_type, True, cfg.vote_on)
+            rng = consistency.sample_rng(cfg.seed, consistency.request_key(request))
+            drawn = consistency.draw_labels(labels, probs, cfg.samples, cfg.sample_temperature,
+                                            rng)
+            by_prob = [labels[int(i)] for i in order]  # a tie goes to the likelier label
+            vote = consistency.majority(drawn, kind, prefer=by_prob)
+            output, confidence = vote.answer or top, vote.share
+            signals.update(consistency.signals(vote, drawn, kind, cfg.sample_temperature,
+                                               cfg.seed, "label_probs"))
+            signals["output_chars"] = len(output)
+            seconds = time.perf_counter() - t0
         return Response(
-            output=top, confidence=float(probs[order[0]]),
+            output=output, confidence=confidence,
             label_probs={lab: float(p) for lab, p in zip(labels, probs, strict=True)},
             signals=signals, prompt_tokens=info["prefix_tokens"] + info["item_tokens"],
             completion_tokens=1, latency_ms=seconds * 1000, cost_usd=self._cost(seconds),
@@ -615,37 +633,15 @@ class LocalProvider:
                 f"{model.n_ctx}"
             )
         logits, _ = model.evaluate(split.prefix, split.rest)
+        max_new = max(1, min(cfg.max_tokens, model.n_ctx - len(prompt)))
+        if cfg.samples > 1:
+            return self._generate_samples(model, request, rendered, split, logits, max_new, t0)
         rng = None
         if cfg.temperature > 0:
             seed = int(hashlib.sha256(rendered.text.encode()).hexdigest()[:8], 16)
             rng = np.random.default_rng(seed)
-        max_new = max(1, min(cfg.max_tokens, model.n_ctx - len(prompt)))
-        generated: list[int] = []
-        logprobs: list[float] = []
-        text = ""
-        stop_hit = None
-        for _ in range(max_new):
-            lp = log_softmax(logits)
-            if rng is None:
-                token = int(np.argmax(lp))
-            else:
-                scaled = lp / cfg.temperature
-                p = np.exp(scaled - scaled.max())
-                token = int(rng.choice(p.size, p=p / p.sum()))
-            if model.is_eog(token):
-                stop_hit = "eos"
-                break
-            generated.append(token)
-            logprobs.append(float(lp[token]))
-            text = model.detokenize(generated)
-            cut = _first_stop(text, rendered.stop)
-            if cut is not None:
-                text = text[:cut]
-                stop_hit = "stop"
-                break
-            if len(generated) == max_new:
-                break
-            logits = model.decode([token], 1)[0]
+        text, generated, logprobs, stop_hit = self._decode_answer(
+            model, logits, max_new, cfg.temperature, rng, rendered.stop)
         seconds = time.perf_counter() - t0
         output = text.strip()
         signals: dict[str, Any] = {
@@ -662,6 +658,81 @@ class LocalProvider:
         return Response(
             output=output, confidence=confidence, label_probs=None, signals=signals,
             prompt_tokens=len(prompt), completion_tokens=len(generated),
+            latency_ms=seconds * 1000, cost_usd=self._cost(seconds),
+        )
+
+    def _decode_answer(self, model: LoadedModel, logits: np.ndarray, max_new: int,
+                       temperature: float, rng: np.random.Generator | None,
+                       stop: Sequence[str]) -> tuple[str, list[int], list[float], str | None]:
+        """Decode one answer from the prompt's end, whose next-token `logits` are given and
+        whose KV the cache holds up to there: greedy when `rng` is None, else drawn at
+        `temperature`. Returns (text, tokens, their logprobs, "eos" / "stop" / None)."""
+        generated: list[int] = []
+        logprobs: list[float] = []
+        text = ""
+        stop_hit = None
+        for _ in range(max_new):
+            lp = log_softmax(logits)
+            if rng is None:
+                token = int(np.argmax(lp))
+            else:
+                scaled = lp / temperature
+                p = np.exp(scaled - scaled.max())
+                token = int(rng.choice(p.size, p=p / p.sum()))
+            if model.is_eog(token):
+                stop_hit = "eos"
+                break
+            generated.append(token)
+            logprobs.append(float(lp[token]))
+            text = model.detokenize(generated)
+            cut = _first_stop(text, stop)
+            if cut is not None:
+                text = text[:cut]
+                stop_hit = "stop"
+                break
+            if len(generated) == max_new:
+                break
+            logits = model.decode([token], 1)[0]
+        return text, generated, logprobs, stop_hit
+
+    def _generate_samples(self, model: LoadedModel, request: Request, rendered: Rendered,
+                          split: SplitTokens, logits: np.ndarray, max_new: int,
+                          t0: float) -> Response:
+        """Self-consistency by generation: `samples` answers drawn at `sample_temperature`,
+        each decoded from the prompt's end (the cache is cut back there before each, so every
+        answer starts from the same state), from one seeded stream per request. The majority
+        answer is the output and its share the confidence; all n decodes are paid for."""
+        from workbench import consistency
+
+        cfg = self.config
+        p_end = len(split.prefix) + len(split.rest)
+        rng = consistency.sample_rng(cfg.seed, consistency.request_key(request))
+        answers: list[str] = []
+        decoded: list[tuple[list[int], list[float], str | None]] = []
+        for _ in range(cfg.samples):
+            model.rewind(p_end)
+            text, generated, logprobs, stop_hit = self._decode_answer(
+                model, logits, max_new, cfg.sample_temperature, rng, rendered.stop)
+            answers.append(text.strip())
+            decoded.append((generated, logprobs, stop_hit))
+        kind = consistency.vote_kind(request.task_type, False, cfg.vote_on)
+        vote = consistency.majority(answers, kind)
+        output = vote.answer if vote.answer is not None else answers[0]
+        _, win_logprobs, win_stop = decoded[answers.index(output)]
+        seconds = time.perf_counter() - t0
+        signals: dict[str, Any] = {
+            "method": "generate", "split": split.mode, "prefix_tokens": len(split.prefix),
+            "item_tokens": len(split.rest), "finish_reason": win_stop or "length",
+            "output_chars": len(output),
+            **consistency.signals(vote, answers, kind, cfg.sample_temperature, cfg.seed,
+                                  "generate"),
+        }
+        if win_logprobs:
+            signals["logprob_mean"] = float(np.mean(win_logprobs))
+            signals["logprob_min"] = float(np.min(win_logprobs))
+        return Response(
+            output=output, confidence=vote.share, label_probs=None, signals=signals,
+            prompt_tokens=p_end, completion_tokens=sum(len(g) for g, _, _ in decoded),
             latency_ms=seconds * 1000, cost_usd=self._cost(seconds),
         )
 
