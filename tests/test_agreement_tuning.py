@@ -168,3 +168,16 @@ def test_relative_home_is_taken_from_the_current_directory(
     monkeypatch.chdir(tmp_path)
     assert settings.home("data2") == tmp_path / "data2"
     assert (tmp_path / "data2").is_dir()
+
+
+def test_replay_bench_runs_with_an_agreement_gate(capsys: pytest.CaptureFixture[str]) -> None:
+    """`workbench bench replay` on a small workload: both policies (plain and with an agreement
+    gate) equal the per-item specification item by item, and the RESULT line reports both."""
+    assert main(["bench", "replay", "--items", "3000", "--reference-items", "1500",
+                 "--repeat", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "1,500 equal, 0 differ" in out
+    assert "1,500 equal, 0 differ; ratio warm" in out
+    result = next(line for line in out.splitlines() if line.startswith("RESULT bench=replay"))
+    fields = dict(kv.split("=") for kv in result.split()[1:])
+    assert float(fields["agreement_ms_per_million"]) > 0
