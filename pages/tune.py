@@ -1,5 +1,6 @@
 """Tune: let Optuna search the policy's thresholds and tier models against a cost/quality
-objective on a train split, then report held-out figures with intervals; save a trial."""
+objective on a train split, then report held-out figures with intervals, say whether routing
+pays (against the best single model and a random mix, paired on the holdout); save a trial."""
 
 from __future__ import annotations
 
@@ -96,6 +97,62 @@ if name:
                                                           ("quality", "cost_per_request",
                                                            "escalation_rate", "n")}}]
                                   ).to_pandas(), hide_index=True)
+
+        st.subheader("Does routing pay here?")
+        verdict = result.routing
+        if verdict is None:
+            st.info("Cannot tell whether routing pays on this workload; see the warnings.")
+        else:
+            best_s, mix_s = verdict.best_single, verdict.random_mix
+            (st.success if verdict.pays else st.warning)(
+                ("Routing pays on this workload: " if verdict.pays else
+                 "Routing does not pay on this workload: ")
+                + f"{mix_s.difference:+.3f} quality over a random mix at the same cost "
+                f"(95% CI {mix_s.ci[0]:+.3f} to {mix_s.ci[1]:+.3f}).")
+            st.dataframe(pl.DataFrame([
+                {"compared with": f"best single model {best_s.against}",
+                 "their quality": best_s.quality, "their $ / request": best_s.cost,
+                 "quality gain": best_s.difference, "95% CI low": best_s.ci[0],
+                 "95% CI high": best_s.ci[1],
+                 "McNemar p": best_s.mcnemar.p_value if best_s.mcnemar else None},
+                {"compared with": f"{mix_s.against} (same cost)",
+                 "their quality": mix_s.quality, "their $ / request": mix_s.cost,
+                 "quality gain": mix_s.difference, "95% CI low": mix_s.ci[0],
+                 "95% CI high": mix_s.ci[1], "McNemar p": None},
+            ], schema_overrides={"McNemar p": pl.Float64}).to_pandas(), hide_index=True,
+                key="tune_routing_table")
+
+            def ratio(r: float | None) -> str:
+                return "not reached" if r is None else f"{r:.2f}x"
+
+            st.caption(
+                f"Holdout, {verdict.n} items paired with every single model; paired bootstrap "
+                f"({verdict.n_boot} resamples, the same for both rows). McNemar applies to the "
+                "best single model; a random mix is fractional per item, so only the bootstrap "
+                "applies to it. Cost of the policy's quality, as a multiple of its cost: "
+                f"cheapest single model {ratio(verdict.cost_ratio_single)}"
+                + (f" ({verdict.single_at_quality})" if verdict.single_at_quality else "")
+                + f", random mix {ratio(verdict.cost_ratio_mix)}."
+                + "".join(f" {n}." for n in verdict.notes))
+            if result.routing_note:
+                st.markdown(f"**Preferred:** {result.routing_note}.")
+            simpler = result.simpler_policy
+            if simpler is not None:
+                sname = st.text_input("Save the simpler policy as", f"{name}-simple",
+                                      key="tune_simple_name")
+                if st.button("Save the simpler policy", key="tune_save_simple"):
+                    with ui.user_errors():
+                        from workbench.export import with_provenance
+
+                        spol = with_provenance(
+                            simpler.model_copy(update={"name": sname}), workload=name,
+                            workload_fingerprint=store.workload(name).fingerprint)
+                        entry_s = catalog.save_policy(
+                            sname, spol.to_yaml(), workload=name,
+                            metrics={"train": result.simpler_train,
+                                     "holdout": result.simpler_holdout})
+                        st.success(f"Saved {sname} version {entry_s.version}.")
+
         left, right = st.columns(2)
         left.plotly_chart(tune_charts.pareto_figure(result), width="stretch")
         right.plotly_chart(tune_charts.history_figure(result), width="stretch")

@@ -290,3 +290,147 @@ def test_routerbench_arc_single_model_does_not_pay(tmp_path: Path) -> None:
     assert len(v.singles) == len(models)
     assert v.random_mix.difference <= 1e-12
     s.close()
+
+
+# -- the tuner, the CLI, the check gate and the Tune page ---------------------------------------
+def _stored(path: Path, name: str, frames: tuple[pl.DataFrame, pl.DataFrame]) -> None:
+    """Write a workload with its outcomes into a fresh DuckDB store under `path`."""
+    from workbench.store import Store
+
+    s = Store(path / "workbench.duckdb")
+    items, outcomes = frames
+    s.add_workload_frame(name, items, task_type="classification", source="test",
+                         synthetic=True)
+    s.write_outcomes(name, outcomes)
+    s.close()
+
+
+def _tune(path: Path, name: str, **settings: object) -> object:
+    from workbench import tune as tn
+    from workbench.store import Store
+
+    s = Store(path / "workbench.duckdb")
+    try:
+        return tn.tune(s, name, None, tn.StudySettings.create(
+            "min-cost", quality_floor="95%", storage=tn.IN_MEMORY, **settings), record=False)
+    finally:
+        s.close()
+
+
+def test_tune_reports_that_a_separating_cascade_pays(tmp_path: Path) -> None:
+    """On a workload whose cheap model knows when it is right, the tuned cascade beats the
+    random mix on the holdout: the verdict says so, the tuned policy stays the preferred one,
+    and the verdict is in the JSON and the policy's provenance."""
+    _stored(tmp_path, "sep", _workload(1000, seed=2))
+    res = _tune(tmp_path, "sep", trials=20, seed=1)
+    v = res.routing
+    assert v is not None and v.pays
+    assert v.n == res.holdout["n"]
+    assert v.policy_quality == pytest.approx(res.holdout["quality"])
+    assert v.policy_cost == pytest.approx(res.holdout["cost_per_request"])
+    assert res.simpler_policy is None and res.preferred_policy is res.best_policy
+    js = res.as_json()["routing"]
+    assert js["pays"] and js["preferred"]["simpler"] is False
+    assert js["vs_best_single"]["mcnemar"]["p_value"] < 0.05
+    prov = res.best_policy.provenance
+    assert prov is not None and prov.routing == v.as_json()
+    # the exported file keeps the verdict; a file without it (older versions) still loads
+    again = Policy.from_yaml(res.best_policy.to_yaml())
+    assert again.provenance is not None and again.provenance.routing["pays"] is True
+    bare = res.best_policy.model_copy(update={"provenance": prov.model_copy(
+        update={"routing": None})})
+    assert "routing" not in bare.to_yaml()
+    assert Policy.from_yaml(bare.to_yaml()).provenance.routing is None
+
+
+def test_tune_prefers_the_single_model_when_routing_does_not_pay(tmp_path: Path) -> None:
+    """The cheap model's confidence is noise here: whatever the tuner finds is no better than
+    a coin flip, so the verdict says routing does not pay and the preferred policy is the
+    single model the objective picks on train (the cheapest meeting the floor)."""
+    rng = np.random.default_rng(5)
+    items, outcomes = _workload(1000, seed=5)
+    outcomes = outcomes.with_columns(
+        pl.when(pl.col("model") == "cheap").then(pl.lit(rng.random(2000)))
+        .otherwise(pl.col("confidence")).alias("confidence"))
+    _stored(tmp_path, "noise", (items, outcomes))
+    res = _tune(tmp_path, "noise", trials=20, seed=1)
+    v = res.routing
+    assert v is not None and not v.pays
+    assert v.message.startswith("routing does not pay on this workload")
+    assert res.simpler_policy is not None and res.simpler_policy.tier_models == ("strong",)
+    assert res.preferred_policy is res.simpler_policy
+    assert res.simpler_train["quality"] >= res.quality_floor
+    assert "preferring the simpler policy strong alone" in res.routing_note
+    js = res.as_json()["routing"]
+    assert js["preferred"] == {"policy": res.simpler_policy.name, "simpler": True,
+                               "model": "strong", "train": res.simpler_train,
+                               "holdout": res.simpler_holdout, "note": res.routing_note}
+    assert res.simpler_policy.provenance.routing == v.as_json()  # type: ignore[union-attr]
+
+
+def test_cli_tune_and_check_say_whether_routing_pays(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`tune` prints the verdict and writes the simpler policy beside --out when routing
+    does not pay; `tune --json` carries it; `check` prints it after its OK line, and
+    `--require-routing-pays` turns it into a one-line FAIL."""
+    import json
+
+    from workbench.cli import main
+
+    _stored(tmp_path, "sep", _workload(600, seed=3))
+    single("cheap").to_file(tmp_path / "cheap.yaml")
+    CASCADE.to_file(tmp_path / "cascade.yaml")
+    home = ["--home", str(tmp_path)]
+    assert main(["check", *home, "--policy", str(tmp_path / "cascade.yaml"),
+                 "--workload", "sep", "--quality-floor", "0.5"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("OK") and out[1] == "routing PAYS on this workload"
+    assert any("vs random mix cheap/strong" in line for line in out)
+    assert main(["check", *home, "--policy", str(tmp_path / "cheap.yaml"), "--workload", "sep",
+                 "--require-routing-pays"]) == 1
+    cap = capsys.readouterr()
+    line = cap.out.strip()
+    assert line.startswith("FAIL: routing does not pay on this workload") and "\n" not in line
+    assert "routing does NOT pay" in cap.err
+
+    assert main(["tune", *home, "--workload", "sep", "--objective", "min-cost",
+                 "--quality-floor", "95%", "--trials", "10", "--storage",
+                 f"sqlite:///{tmp_path / 's.db'}", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["routing"]["pays"] is True and data["simpler_out"] is None
+    assert data["routing"]["n"] == data["holdout"]["n"]
+    # a floor the cheap model alone meets: min-cost tuning finds nothing a coin flip cannot
+    out_file = tmp_path / "best.yaml"
+    assert main(["tune", *home, "--workload", "sep", "--objective", "min-cost",
+                 "--quality-floor", "0.5", "--trials", "10", "--storage",
+                 f"sqlite:///{tmp_path / 's.db'}", "--out", str(out_file)]) == 0
+    text = capsys.readouterr().out
+    assert "routing does NOT pay on this workload" in text
+    assert "preferring the simpler policy cheap alone" in text
+    simpler = Policy.from_file(tmp_path / "best.simpler.yaml")
+    assert simpler.tier_models == ("cheap",)
+    assert simpler.provenance is not None and simpler.provenance.routing["pays"] is False
+    assert Policy.from_file(out_file).provenance.routing["pays"] is False  # type: ignore[union-attr]
+
+
+def test_tune_page_shows_whether_routing_pays(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Tune page states the verdict with both comparisons and their intervals."""
+    from streamlit.testing.v1 import AppTest
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("WORKBENCH_HOME", str(home))
+    _stored(home, "sep", _workload(600, seed=4))
+    root = Path(__file__).resolve().parents[1]
+    at = AppTest.from_file(str(root / "app.py"), default_timeout=120)
+    at.switch_page("pages/tune.py")
+    at.run()
+    at.number_input(key="tune_trials").set_value(20).run()
+    at.button(key="tune_go").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(h.value == "Does routing pay here?" for h in at.subheader)
+    assert any(s.value.startswith("Routing pays on this workload") for s in at.success)
+    table = next(d.value for d in at.dataframe if "compared with" in d.value.columns)
+    assert table["compared with"].tolist()[0] == "best single model strong"
+    assert table["McNemar p"].notna().tolist() == [True, False]

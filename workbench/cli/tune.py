@@ -142,7 +142,7 @@ def _print_routing(result: Any) -> None:
     for line in describe(result.routing):
         print(line)
     if result.routing_note:
-        print(f"  preferred: {result.routing_note}")
+        print(f"  {result.routing_note}")
 
 
 def _trial(args: argparse.Namespace) -> int:
