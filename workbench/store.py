@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -21,9 +22,10 @@ from typing import Any
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 
 from workbench import settings
-from workbench.errors import ConflictError, NotFoundError, ReadOnlyError, WorkbenchError
+from workbench.errors import ConflictError, NotFoundError, WorkbenchError
 
 SCHEMA_VERSION = 1
 
@@ -82,7 +84,8 @@ OUTCOME_COLUMNS = (
     "prompt_tokens", "completion_tokens", "error", "confidence", "signals", "cache_key",
 )
 
-READ_ONLY_STATEMENTS = {"SELECT", "EXPLAIN"}
+# The tables user SQL (the SQL box, `workbench sql`) may see; nothing else is visible to it.
+QUERYABLE_TABLES = ("workloads", "items", "outcomes")
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,9 @@ class Store:
             ) from None
         self._local = threading.local()
         self._write_lock = threading.RLock()
+        # bumped by every committed write; the SQL box's table snapshots are valid while equal
+        self._generation = 0
+        self._snapshots: dict[str, tuple[int, pa.Table]] = {}
         self.migrate()
 
     # -- connection handling -------------------------------------------------------------
@@ -148,6 +154,7 @@ class Store:
                 raise
             else:
                 cur.execute("COMMIT")
+                self._generation += 1
 
     def close(self) -> None:
         """Close the connection (tests and CLI exit)."""
@@ -363,30 +370,35 @@ class Store:
                 cur.unregister("_new_outcomes")
         return frame.height
 
-    def read_only_query(self, sql: str, limit: int = 10_000) -> pl.DataFrame:
-        """Run user SQL that may only read: statement types are checked and the statement runs
-        inside a transaction that is always rolled back, so no statement can change data."""
-        try:
-            statements = duckdb.extract_statements(sql)
-        except duckdb.Error as exc:
-            raise ReadOnlyError(f"SQL error: {exc}") from None
-        if len(statements) != 1:
-            raise ReadOnlyError("enter exactly one SQL statement")
-        kind = statements[0].type.name
-        if kind not in READ_ONLY_STATEMENTS:
-            raise ReadOnlyError(f"only SELECT queries are allowed here, not {kind}")
-        with self._write_lock:
-            cur = self.cursor()
-            cur.execute("BEGIN TRANSACTION")
-            try:
-                rel = cur.sql(statements[0].query)
-                frame = (pl.from_arrow(rel.limit(limit).to_arrow_table()) if rel is not None
-                         else pl.DataFrame())
-            except duckdb.Error as exc:
-                raise ReadOnlyError(f"SQL error: {exc}") from None
-            finally:
-                cur.execute("ROLLBACK")
-        return frame
+    def read_only_query(self, sql: str, limit: int = 10_000,
+                        timeout_s: float | None = None) -> pl.DataFrame:
+        """Run user SQL in a sandbox that sees the store's tables (QUERYABLE_TABLES) and
+        nothing else: no files, network, ATTACH, COPY, extensions or settings (see
+        `workbench.sandbox`); one SELECT, at most `limit` rows, interrupted after `timeout_s`
+        seconds. Every refusal is a ReadOnlyError saying why."""
+        from workbench.sandbox import DEFAULT_LIMITS, SandboxLimits, run_query
+
+        limits = SandboxLimits(
+            timeout_s=DEFAULT_LIMITS.timeout_s if timeout_s is None else float(timeout_s),
+            max_rows=int(limit),
+        )
+        return run_query(sql, self._table_snapshots(sql), limits)
+
+    def _table_snapshots(self, sql: str) -> dict[str, pa.Table]:
+        """Arrow copies of the queryable tables `sql` names (a word match: only a saving, a
+        table left out is simply not there), reused until the next committed write."""
+        wanted = [t for t in QUERYABLE_TABLES
+                  if re.search(rf"(?i)\b{t}\b", sql)]
+        out: dict[str, pa.Table] = {}
+        with self._write_lock:  # no commit between reading the generation and the tables
+            for table in wanted:
+                cached = self._snapshots.get(table)
+                if cached is None or cached[0] != self._generation:
+                    arrow = self.cursor().sql(f"SELECT * FROM {table}").to_arrow_table()
+                    cached = (self._generation, arrow)
+                    self._snapshots[table] = cached
+                out[table] = cached[1]
+        return out
 
 
 def fetch_pl(cur: duckdb.DuckDBPyConnection, sql: str,
