@@ -1,5 +1,6 @@
-"""Compare: run catalog models on a workload (with progress and cancel), then compare quality,
-cost and latency side by side, down to each item's outputs."""
+"""Compare: run catalog models on a workload (with progress and cancel), optionally with
+few-shot examples drawn from a train workload, then compare quality, cost and latency side by
+side, down to each item's outputs."""
 
 from __future__ import annotations
 
@@ -22,12 +23,21 @@ if name:
     limit = st.slider("Items (first N by id)", 5, max(info.n_items, 5),
                       min(20, info.n_items), key="cmp_limit",
                       help="Start small: the bundled local model answers a few items a second.")
+    with st.expander("Few-shot examples from a train workload", expanded=False):
+        st.caption("Each chosen model gets examples drawn from another workload's labelled "
+                   "items (k per label, or the k most similar to each request); its outcomes "
+                   "are stored as `<model>+fs-...` beside the plain model's.")
+        from workbench.fewshot import with_source
+        from workbench.ui.fewshot import source_inputs
+
+        run_source = source_inputs(
+            "cmp_fs", [w.name for w in store.workloads() if w.name != name], model_names)
     running = jobs.current("cmp_job")
     busy = running is not None and not running.finished
     if st.button("Run", type="primary", disabled=busy or not chosen, key="cmp_run"):
         from workbench.runner import run
 
-        configs = [catalog.get(m) for m in chosen]
+        configs = [with_source(catalog.get(m), run_source) for m in chosen]
 
         def work(job: jobs.Job):  # noqa: ANN202 - returns the RunSummary
             return run(store, name, configs, limit=int(limit),

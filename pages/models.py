@@ -1,14 +1,17 @@
 """Models: list, add, edit and delete catalog models; key presence per hosted provider; GGUF
-validation; re-quantize a local model to compare quantization levels."""
+validation; few-shot examples drawn from a train workload; re-quantize a local model to compare
+quantization levels."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from workbench import ui
+from workbench import fewshot, ui
+from workbench.ui.fewshot import source_inputs
 
 st.title("Models")
 catalog = ui.catalog()
+workload_names = [w.name for w in ui.store().workloads()]
 
 
 def _key_status() -> dict[str, bool]:
@@ -22,7 +25,8 @@ st.dataframe(
     [{"name": c.name, "kind": c.kind, "model": c.model, "api_base": c.api_base or "",
       "tags": ", ".join(c.tags),
       "input $/1M": c.input_price_per_mtok, "output $/1M": c.output_price_per_mtok,
-      "max_tokens": c.max_tokens, "temperature": c.temperature} for c in configs],
+      "max_tokens": c.max_tokens, "temperature": c.temperature,
+      "few-shot": c.few_shot_source.describe() if c.few_shot_source else ""} for c in configs],
     hide_index=True, width="stretch", key="models_table",
 )
 
@@ -58,8 +62,13 @@ with tab_add, st.form("model_add"):
                                  key="ma_in")
     out_price = c[3].number_input("output $/1M tokens (0 = price table)", 0.0, 1000.0, 0.0,
                                   key="ma_out")
+    st.caption("Few-shot examples of your own labels make a small local model far more "
+               "accurate (and its confidence more useful) than zero-shot.")
+    add_source = source_inputs("ma_fs", workload_names, [c.name for c in configs])
     if st.form_submit_button("Add model", type="primary"):
         with ui.user_errors():
+            if add_source is not None:
+                fewshot.check_source(ui.store(), add_source)
             if kind == "local-gguf":
                 from workbench.catalog import validate_gguf
 
@@ -70,6 +79,7 @@ with tab_add, st.form("model_add"):
                 max_tokens=int(max_tokens), temperature=float(temperature),
                 input_price_per_mtok=in_price or None, output_price_per_mtok=out_price or None,
                 tags=tuple(t.strip() for t in tags.split(",") if t.strip()),
+                few_shot_source=add_source,
             ))
             st.success(f"Added {added.name} (input ${added.input_price_per_mtok}/1M, output "
                        f"${added.output_price_per_mtok}/1M)")
@@ -92,13 +102,18 @@ with tab_edit:
                                       float(cfg.output_price_per_mtok or 0.0), key="me_out")
             e_hw = c[2].number_input("hardware $/hour (local)", 0.0, 1000.0,
                                      float(cfg.hardware_usd_per_hour or 0.0), key="me_hw")
+            e_source = source_inputs(f"me_fs_{pick}", workload_names,
+                                     [c.name for c in configs if c.name != pick],
+                                     cfg.few_shot_source)
             if st.form_submit_button("Save changes"):
                 with ui.user_errors():
+                    if e_source is not None and e_source != cfg.few_shot_source:
+                        fewshot.check_source(ui.store(), e_source)
                     catalog.update(
                         pick, tags=tuple(t.strip() for t in e_tags.split(",") if t.strip()),
                         max_tokens=int(e_max), temperature=float(e_temp),
                         input_price_per_mtok=e_in or None, output_price_per_mtok=e_out or None,
-                        hardware_usd_per_hour=e_hw or None,
+                        hardware_usd_per_hour=e_hw or None, few_shot_source=e_source,
                     )
                     st.success(f"Saved {pick}")
         if cfg.kind == "local-gguf":

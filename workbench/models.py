@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from workbench.errors import WorkbenchError
+from workbench.fewshot import FewShotSource
 
 Kind = Literal["local-gguf", "litellm"]
 KINDS: tuple[str, ...] = ("local-gguf", "litellm")
@@ -96,6 +97,10 @@ class ModelSpec(BaseModel):
     )
     few_shot: dict[str, tuple[tuple[str, str], ...]] = Field(
         default_factory=dict, description="task type -> (input, answer) examples"
+    )
+    few_shot_source: FewShotSource | None = Field(
+        default=None, description="examples drawn per run from a (train) workload's labelled "
+        "items instead of `few_shot`: k per label or the k most similar (workbench.fewshot)"
     )
 
     def __init__(self, /, **data: Any) -> None:
@@ -214,6 +219,8 @@ class ModelSpec(BaseModel):
             "templates": dict(sorted(self.templates.items())),
             "few_shot": {k: [list(p) for p in v] for k, v in sorted(self.few_shot.items())},
         }
+        if self.few_shot_source is not None:  # only then, so other specs keep their keys
+            ident["few_shot_source"] = self.few_shot_source.model_dump(mode="json")
         if self.samples > 1:  # only then, so specs without sampling keep their cache keys
             ident["self_consistency"] = {"samples": self.samples, "seed": self.seed,
                                          "temperature": self.sample_temperature,

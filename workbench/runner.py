@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from workbench import scoring
+from workbench import fewshot, scoring
 from workbench.errors import WorkbenchError
 from workbench.metrics import bootstrap_mean_ci as bootstrap_mean_ci
 from workbench.models import ModelSpec
@@ -120,16 +120,20 @@ def cache_keys(
     inputs: Sequence[str],
     messages: Sequence[Any],
     labels: Sequence[Sequence[str] | None],
+    examples: Sequence[Sequence[tuple[str, str]] | None] | None = None,
 ) -> list[str]:
     """sha256 per item of (config identity without secrets, task type, template/few-shot,
-    input, messages, labels)."""
+    input, messages, labels, and the item's own few-shot examples when it has them)."""
     prefix = hashlib.sha256(
         json.dumps(_identity(config, task_type), sort_keys=True, default=str).encode()
     )
+    per_item = list(examples) if examples is not None else [None] * len(inputs)
     keys = []
-    for inp, msg, labs in zip(inputs, messages, labels, strict=True):
+    for inp, msg, labs, ex in zip(inputs, messages, labels, per_item, strict=True):
         h = prefix.copy()
         h.update(json.dumps([inp, msg, list(labs) if labs else None], default=str).encode())
+        if ex is not None:  # only then, so runs without drawn examples keep their keys
+            h.update(json.dumps([list(p) for p in ex]).encode())
         keys.append(h.hexdigest())
     return keys
 
@@ -252,10 +256,11 @@ class _ModelJob:
                  scorer: scoring.Scorer, label_set: list[str] | None, ids: list[str],
                  inputs: list[str], refs: list[Any], messages: list[Any],
                  item_labels: list[tuple[str, ...] | None], batch_size: int,
-                 flush_s: float) -> None:
+                 flush_s: float, examples: list[fewshot.Examples] | None = None) -> None:
         self.store, self.workload, self.task_type, self.config = store, workload, task_type, config
         self.ids, self.inputs, self.refs = ids, inputs, refs
         self.messages, self.item_labels = messages, item_labels
+        self.examples = examples  # per item, drawn from the config's few_shot_source
         self.writer = _Writer(store, workload, task_type, config.name, scorer, label_set,
                               batch_size, flush_s)
         self.finished: set[int] = set()
@@ -265,7 +270,7 @@ class _ModelJob:
         t0 = time.monotonic()
         n = len(self.ids)
         keys = cache_keys(self.config, self.task_type, self.inputs, self.messages,
-                          self.item_labels)
+                          self.item_labels, self.examples)
         cached_mask = _cached(self.store, self.workload, self.config.name, self.ids, keys)
         pending = [i for i in range(n) if not cached_mask[i]]
         done += n - len(pending)
@@ -286,7 +291,8 @@ class _ModelJob:
         if pending:
             requests = [
                 Request(item_id=self.ids[i], task_type=self.task_type, input=self.inputs[i],
-                        labels=self.item_labels[i], messages=self.messages[i])
+                        labels=self.item_labels[i], messages=self.messages[i],
+                        few_shot=None if self.examples is None else self.examples[i])
                 for i in pending
             ]
             try:
@@ -355,6 +361,14 @@ def run(
     ]
     if task_type not in LABEL_TASKS:
         item_labels = [None] * len(ids)
+    # Few-shot examples drawn from workloads are resolved for every model before the first
+    # call, so a bad source fails with one line and writes nothing.
+    drawn = {
+        c.name: fewshot.examples_for_items(
+            store, c.few_shot_source, workload=workload, labels=label_set, item_ids=ids,
+            inputs=inputs, messages=messages)
+        for c in configs if c.few_shot_source is not None
+    }
     n = len(ids)
     total = n * len(configs)
     done = 0
@@ -368,7 +382,8 @@ def run(
             runs.append(ModelRun(config.name, n, 0, 0, 0, n, 0.0))
             continue
         job = _ModelJob(store, workload, task_type, config, chosen, label_set, ids, inputs,
-                        refs, messages, item_labels, batch_size, flush_s)
+                        refs, messages, item_labels, batch_size, flush_s,
+                        drawn.get(config.name))
         model_run = job.execute(provider_factory, stop, progress, done, total)
         done += model_run.cached + model_run.completed
         cancelled = model_run.not_run > 0

@@ -45,6 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add.add_argument("--threads", type=int, default=None)
     add.add_argument("--timeout", type=float, default=None, help="seconds per hosted call")
     _add_sampling_options(add)
+    add_few_shot_args(add)
     add.set_defaults(func=cmd_add)
 
     edit = msub.add_parser("edit", help="change fields of a model config")
@@ -57,6 +58,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     edit.add_argument("--output-price", type=float, default=None,
                       help="USD per 1M output tokens")
     _add_sampling_options(edit)
+    add_few_shot_args(edit)
+    edit.add_argument("--no-few-shot", action="store_true",
+                      help="stop drawing few-shot examples from a workload")
     edit.set_defaults(func=cmd_edit)
 
     delete = msub.add_parser("delete", help="remove a model config (outcomes are kept)")
@@ -79,6 +83,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--limit", type=int, default=None, help="only the first N items")
     run.add_argument("--scorer", default=None, help="scorer name (default: per task type)")
     run.add_argument("--json", action="store_true", help="print the run summary as JSON")
+    add_few_shot_args(run, for_run=True)
     run.set_defaults(func=cmd_run)
 
     compare = sub.add_parser("compare", help="per-model quality, cost and latency on a workload")
@@ -167,11 +172,95 @@ def cmd_add(args: argparse.Namespace) -> int:
                 "n_ctx": args.n_ctx, "threads": args.threads, "timeout_s": args.timeout}
     fields.update({k: v for k, v in optional.items() if v is not None})
     fields.update(_sampling_fields(args))
+    source = few_shot_source(args)
+    if source is not None:
+        _check_source(args, source)
+        fields["few_shot_source"] = source
     config = _catalog(args).add(ModelSpec(**fields))
     print(f"added model {config.name} ({config.kind}: {_short(config.model)}); prices "
           f"in/out per 1M: {_price(config.input_price_per_mtok)}/"
-          f"{_price(config.output_price_per_mtok)}")
+          f"{_price(config.output_price_per_mtok)}"
+          + (f"; few-shot {source.describe()}" if source else ""))
     return 0
+
+
+# -- few-shot examples drawn from a workload (workbench.fewshot) --------------------------------
+
+
+def add_few_shot_args(parser: argparse.ArgumentParser, for_run: bool = False) -> None:
+    """The --few-shot-* options of `models add/edit` and `run`."""
+    from workbench.fewshot import SELECTS
+
+    who = "every model of this run (stored as <model>+fs-...)" if for_run else "the model"
+    group = parser.add_argument_group(
+        "few-shot examples from a workload",
+        f"give {who} examples drawn from a train workload's labelled items, never the "
+        "items being scored")
+    group.add_argument("--few-shot-from", metavar="WORKLOAD", default=None,
+                       help="the train workload whose items are the examples")
+    group.add_argument("--few-shot-select", choices=SELECTS, default=None,
+                       help="per-label: k items of each label (default); similar: the k items "
+                       "most similar to the request (BM25)")
+    group.add_argument("--few-shot-k", type=int, default=None, metavar="K",
+                       help="examples per label (per-label) or in all (similar); default 2")
+    group.add_argument("--few-shot-answers", default=None, metavar="reference|MODEL",
+                       help="answers from the references (default) or from MODEL's recorded "
+                       "outputs on the train workload (in-context distillation)")
+    group.add_argument("--few-shot-seed", type=int, default=None, metavar="N",
+                       help="per-label: which items are drawn (default 0)")
+
+
+def few_shot_source(args: argparse.Namespace, current: Any = None) -> Any:
+    """The FewShotSource the --few-shot-* flags ask for, changing `current` where given;
+    None when neither names a workload."""
+    from workbench.fewshot import FewShotSource
+
+    given = {"workload": args.few_shot_from, "select": args.few_shot_select,
+             "k": args.few_shot_k, "answers_from": args.few_shot_answers,
+             "seed": args.few_shot_seed}
+    given = {k: v for k, v in given.items() if v is not None}
+    if current is None and "workload" not in given:
+        if given:
+            flags = ", ".join(f"--few-shot-{k.split('_')[0]}" for k in given)
+            raise WorkbenchError(f"{flags} need(s) --few-shot-from WORKLOAD")
+        return None
+    base = current.model_dump() if current is not None else {}
+    try:
+        return FewShotSource(**{**base, **given})
+    except ValueError as exc:
+        from pydantic import ValidationError
+
+        if not isinstance(exc, ValidationError):
+            raise
+        first = exc.errors()[0]
+        raise WorkbenchError(f"--few-shot-{first['loc'][0]}: "
+                             f"{first['msg'].removeprefix('Value error, ')}") from None
+
+
+def _few_shot_changes(args: argparse.Namespace) -> dict[str, Any]:
+    """`models edit`: the few_shot_source change the --few-shot-* / --no-few-shot flags ask
+    for (checked against the store), or nothing."""
+    if args.no_few_shot:
+        if any(v is not None for v in (args.few_shot_from, args.few_shot_select,
+                                          args.few_shot_k, args.few_shot_answers,
+                                          args.few_shot_seed)):
+            raise WorkbenchError("--no-few-shot cannot be combined with --few-shot-* options")
+        return {"few_shot_source": None}
+    current = _catalog(args).get(args.name).few_shot_source
+    source = few_shot_source(args, current)
+    if source is None or source == current:
+        return {}
+    _check_source(args, source)
+    return {"few_shot_source": source}
+
+
+def _check_source(args: argparse.Namespace, source: Any) -> None:
+    """Refuse a source whose workload or answering model is unknown, or that has fewer
+    answered items than k, before anything is saved (labels are checked when a run starts)."""
+    from workbench import fewshot
+    from workbench.store import open_store
+
+    fewshot.check_source(open_store(args.home), source)  # the process's shared store
 
 
 def cmd_edit(args: argparse.Namespace) -> int:
@@ -181,6 +270,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
              "output_price_per_mtok": args.output_price}
     changes = {k: v for k, v in given.items() if v is not None}
     changes.update(_sampling_fields(args))
+    changes.update(_few_shot_changes(args))
     if not changes:
         raise WorkbenchError("nothing to change: give at least one option (see `workbench "
                              "models edit --help`)")
@@ -263,6 +353,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise WorkbenchError("--limit must be a positive number of items")
     catalog = _catalog(args)
     configs = [catalog.get(name) for name in args.models]
+    source = few_shot_source(args)
+    if source is not None:
+        from workbench.fewshot import with_source
+
+        configs = [with_source(c, source) for c in configs]
+        print(f"few-shot {source.describe()}: outcomes stored as "
+              f"{', '.join(c.name for c in configs)}", file=sys.stderr)
     store = open_store(args.home)
     bar = ProgressBar()
     try:

@@ -36,6 +36,9 @@ class Request:
     input: str
     labels: tuple[str, ...] | None = None
     messages: list[dict] | None = None
+    # Few-shot (input, answer) pairs chosen for this request (workbench.fewshot); None: the
+    # model's own `few_shot` (or the defaults).
+    few_shot: tuple[tuple[str, str], ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,9 @@ LABEL_NORMALISATION = "calibrated"
 CONTENT_FREE_INPUT = "N/A"
 # Saved prefix KV states kept per loaded model (about 18 KB per token for the bundled model).
 MAX_SAVED_PREFIXES = 8
+# Content-free label priors kept per provider: one per prefix, and retrieved few-shot examples
+# give every item its own prefix (an evicted prior is recomputed to the same value).
+MAX_CONTENT_FREE = 256
 
 
 def check_gguf(path: str | os.PathLike[str], name: str | None = None) -> Path:
@@ -474,9 +477,10 @@ class LocalProvider:
         return self._model
 
     def render(self, request: Request) -> Rendered:
-        """The request's few-shot prompt split into (shared prefix, item)."""
+        """The request's few-shot prompt split into (shared prefix, item); the request's own
+        examples (`Request.few_shot`, chosen by workbench.fewshot) replace the config's."""
         return render(request.task_type, request.input, request.labels, self.config.templates,
-                      self.config.few_shot, request.messages)
+                      self.config.few_shot, request.messages, request.few_shot)
 
     def _split(self, rendered: Rendered) -> SplitTokens:
         """The rendered prompt's tokens as (prefix, rest), rest never empty."""
@@ -563,8 +567,10 @@ class LocalProvider:
         key = (rendered.prefix, tuple(request.labels or ()))
         if key not in self._content_free:
             probe = Request("__content_free__", request.task_type, CONTENT_FREE_INPUT,
-                            request.labels)
+                            request.labels, few_shot=request.few_shot)
             self._content_free[key] = self.score_labels(model, probe)[0]
+            while len(self._content_free) > MAX_CONTENT_FREE:
+                self._content_free.pop(next(iter(self._content_free)))
         return self._content_free[key]
 
     def _classify(self, model: LoadedModel, request: Request, t0: float) -> Response:

@@ -169,11 +169,16 @@ def _format_examples(
 
 def examples_for(
     task: str, labels: Sequence[str] | None, few_shot: Mapping[str, Sequence[tuple[str, str]]],
-    task_type: str,
+    task_type: str, examples: Sequence[tuple[str, str]] | None = None,
 ) -> list[tuple[str, str]]:
-    """The few-shot examples: the config's for this task type, else the defaults; for label
-    tasks only examples whose answer is one of the labels (others would teach wrong labels)."""
-    chosen = few_shot.get(task_type) or few_shot.get(task) or DEFAULT_FEW_SHOT.get(task, [])
+    """The few-shot examples: the request's own (`examples`, chosen from a workload by
+    workbench.fewshot; empty means zero-shot), else the config's for this task type, else the
+    defaults; for label tasks only examples whose answer is one of the labels (others would
+    teach wrong labels)."""
+    if examples is not None:
+        chosen: Sequence[tuple[str, str]] = examples
+    else:
+        chosen = few_shot.get(task_type) or few_shot.get(task) or DEFAULT_FEW_SHOT.get(task, [])
     pairs = [(str(a), str(b)) for a, b in chosen]
     if labels:
         allowed = set(labels)
@@ -220,13 +225,15 @@ def render(
     templates: Mapping[str, str] | None = None,
     few_shot: Mapping[str, Sequence[tuple[str, str]]] | None = None,
     messages: Sequence[Mapping] | str | None = None,
+    examples: Sequence[tuple[str, str]] | None = None,
 ) -> Rendered:
-    """Render a base-model few-shot prompt as (prefix shared by the run, item text)."""
+    """Render a base-model few-shot prompt as (prefix shared by the run, item text);
+    `examples` (the request's own few-shot pairs) replace the config's when given."""
     task = canonical_task(task_type, labels)
     templates = templates or {}
     template = templates.get(task_type) or templates.get(task) or DEFAULT_TEMPLATES[task]
     header, before, after = _query_block(template)
-    examples = examples_for(task, labels, few_shot or {}, task_type)
+    examples = examples_for(task, labels, few_shot or {}, task_type, examples)
     label_text = ", ".join(labels) if labels else ""
     header = header.replace("{labels}", label_text)
     ex_block = _format_examples(before.replace("{labels}", label_text),
@@ -243,10 +250,12 @@ def render_messages(
     labels: Sequence[str] | None = None,
     few_shot: Mapping[str, Sequence[tuple[str, str]]] | None = None,
     messages: Sequence[Mapping] | str | None = None,
+    examples: Sequence[tuple[str, str]] | None = None,
 ) -> list[dict]:
-    """Chat messages for a hosted model: a system instruction, few-shot turns, then the item.
-    A request that already carries chat messages is sent with the instruction prepended only
-    when it has no system turn of its own."""
+    """Chat messages for a hosted model: a system instruction, few-shot turns (the request's
+    own `examples` when given, else the config's), then the item. A request that already
+    carries chat messages is sent with the instruction prepended only when it has no system
+    turn of its own."""
     task = canonical_task(task_type, labels)
     system = CHAT_INSTRUCTIONS[task].replace("{labels}", ", ".join(labels or ()))
     messages = as_messages(messages)
@@ -256,7 +265,7 @@ def render_messages(
             msgs.insert(0, {"role": "system", "content": system})
         return msgs
     out: list[dict] = [{"role": "system", "content": system}]
-    for inp, ans in examples_for(task, labels, few_shot or {}, task_type):
+    for inp, ans in examples_for(task, labels, few_shot or {}, task_type, examples):
         out.append({"role": "user", "content": inp})
         out.append({"role": "assistant", "content": ans})
     out.append({"role": "user", "content": input_text})
