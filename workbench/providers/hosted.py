@@ -306,7 +306,7 @@ class HostedProvider:
         cfg = self.config
         labelled = bool(request.labels)
         messages = render_messages(request.task_type, request.input, request.labels,
-                                   cfg.few_shot, request.messages)
+                                   cfg.few_shot, request.messages, request.few_shot)
         kwargs: dict[str, Any] = {
             "model": cfg.model,
             "messages": messages,
