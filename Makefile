@@ -16,6 +16,11 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 	-DGGML_AVX512=OFF -DGGML_AVX_VNNI=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_BMI2=ON
 WHEELHOUSE ?= $(HOME)/.cache/workbench-wheels/llama-cpp-portable-v1
 
+# The app listens on localhost only (.streamlit/config.toml). Sharing it is an explicit choice:
+# `make app APP_ADDRESS=0.0.0.0` (every interface) or a single interface's address; see the
+# README's "Sharing the app" for what that exposes.
+APP_ADDRESS ?=
+
 .PHONY: app test lint
 
 $(STAMP): pyproject.toml
@@ -31,7 +36,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 app: $(STAMP)
-	$(VENV)/bin/python -m streamlit run app.py
+	$(VENV)/bin/python -m streamlit run app.py $(if $(APP_ADDRESS),--server.address=$(APP_ADDRESS))
 
 test: $(STAMP)
 	$(VENV)/bin/python -m ruff check .

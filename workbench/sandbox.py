@@ -144,4 +144,7 @@ def _explain(exc: duckdb.Error, limits: SandboxLimits) -> str:
     if isinstance(exc, duckdb.OutOfMemoryException):
         return (f"the query needs more than the SQL box's {limits.memory_limit} of memory; "
                 "narrow it (WHERE, LIMIT, fewer columns)")
+    if isinstance(exc, duckdb.CatalogException):
+        return (f"SQL error: {text} (the SQL box sees only the store's tables workloads, items "
+                "and outcomes, and DuckDB's built-in functions)")
     return f"SQL error: {text}"
