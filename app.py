@@ -2,16 +2,16 @@
 
 import streamlit as st
 
-st.set_page_config(page_title="Routing workbench", page_icon="🔀", layout="wide")
+st.set_page_config(page_title="Routing workbench", page_icon=":material/alt_route:", layout="wide")
 
 PAGES = [
-    st.Page("pages/home.py", title="Home", icon="🏠", default=True),
-    st.Page("pages/workloads.py", title="Workloads", icon="🗂️"),
-    st.Page("pages/models.py", title="Models", icon="🧠"),
-    st.Page("pages/compare.py", title="Compare", icon="⚖️"),
-    st.Page("pages/route.py", title="Route", icon="🔀"),
-    st.Page("pages/tune.py", title="Tune", icon="🎛️"),
-    st.Page("pages/export.py", title="Export", icon="📦"),
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/workloads.py", title="Workloads", icon=":material/table_view:"),
+    st.Page("pages/models.py", title="Models", icon=":material/memory:"),
+    st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
+    st.Page("pages/route.py", title="Route", icon=":material/alt_route:"),
+    st.Page("pages/tune.py", title="Tune", icon=":material/tune:"),
+    st.Page("pages/export.py", title="Export", icon=":material/ios_share:"),
 ]
 
 st.navigation(PAGES).run()

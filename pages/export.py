@@ -41,10 +41,12 @@ else:
         c = st.columns(2)
         c[0].download_button("Download policy", text, file_name=f"{pick}.{fmt}",
                              mime="application/yaml" if fmt == "yaml" else "application/json",
-                             type="primary", key="exp_dl_policy", width="stretch")
+                             type="primary", key="exp_dl_policy", width="stretch",
+                             on_click=lambda: st.session_state.update(journey_exported=True))
         c[1].download_button("Download LiteLLM proxy config", litellm_text,
                              file_name=f"{pick}-litellm.yaml", mime="application/yaml",
-                             key="exp_dl_litellm", width="stretch")
+                             key="exp_dl_litellm", width="stretch",
+                             on_click=lambda: st.session_state.update(journey_exported=True))
 
         tab_file, tab_diff, tab_litellm = st.tabs(["Policy file", "Diff", "LiteLLM config"])
         tab_file.code(text, language=fmt)

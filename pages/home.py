@@ -24,9 +24,28 @@ state = journey.state(store, catalog)
 _headers: list[tuple[st.delta_generator.DeltaGenerator, int, str, str]] = []
 
 
+def _draw(slot: st.delta_generator.DeltaGenerator, n: int, title: str, done: bool) -> None:
+    icon = ":material/check_circle:" if done else ":material/radio_button_unchecked:"
+    slot.markdown(f"#### {icon} {n}. {title}")
+
+
 def _header(n: int, title: str, step: str) -> None:
-    """Reserve the step's header; it is drawn at the end, once this run's clicks are done."""
-    _headers.append((st.empty(), n, title, step))
+    """Draw the step's header now (so it stays while a job runs below) and redraw it at the
+    end, once this run's clicks are done."""
+    slot = st.empty()
+    _draw(slot, n, title, _done(step))
+    _headers.append((slot, n, title, step))
+
+
+def _done(step: str) -> bool:
+    if step == "export":
+        return bool(st.session_state.get("journey_exported")) and (state.tuned or state.policy)
+    return bool(getattr(state, step))
+
+
+def _exported() -> None:
+    """A policy file was downloaded (here or on Export): step 5 is done for this session."""
+    st.session_state["journey_exported"] = True
 
 
 st.subheader("Get started (no API key needed)")
@@ -47,9 +66,12 @@ if st.button("Load the sample workloads", type="primary" if not state.samples el
 
 # -- 2. run -----------------------------------------------------------------------------------
 _header(2, f"Run two local models on {journey.SLICE} support-triage items", "runs")
+_low, _high = journey.estimate_seconds(store)
+_span = ("under a minute" if _high < 60 else
+         f"{max(1, round(_low / 60))}–{max(2, round(_high / 60))} min")
 st.caption(f"The bundled Gemma 3 270M (Q4_K_M) and a cheaper {journey.CHEAP_QTYPE} re-quantized "
-           f"copy score each category's likelihood; about {journey.estimate_seconds():.0f} s "
-           "the first time, instant when cached.")
+           f"copy score each category's likelihood: {_span} the first time on this machine "
+           "(longer when it is busy; the bar shows the measured pace), instant when cached.")
 from workbench.providers.hosted import key_status  # noqa: E402 - light module, no litellm import
 
 present = [p for p, ok in key_status().items() if ok]
@@ -135,7 +157,7 @@ if state.tuned or state.policy:
         policy = export.load_policy_text(catalog.get_policy(name).body, name)
         st.download_button("Download the policy file", export.policy_text(policy, "yaml"),
                            file_name=f"{name}.yaml", mime="application/yaml", type="primary",
-                           key="home_download")
+                           key="home_download", on_click=_exported)
         st.session_state["current_policy"] = name
         st.page_link("pages/export.py", label="Open the Export page (LiteLLM config, try it live)")
 
@@ -150,5 +172,4 @@ if workloads:
 
 state = journey.state(store, catalog)
 for slot, n, title, step in _headers:
-    done = step != "export" and bool(getattr(state, step))
-    slot.markdown(f"#### {'✅' if done else '⬜'} {n}. {title}")
+    _draw(slot, n, title, _done(step))

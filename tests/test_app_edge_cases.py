@@ -192,7 +192,8 @@ def test_policy_saved_for_another_workload(home: Path) -> None:
     assert not any("ValueError" in e for e in errors), errors
 
     at = _app("pages/route.py")
+    at.radio(key="route_source").set_value("Saved policy").run()
     at.selectbox(key="route_load_pick").set_value("foreign").run()
-    at.button(key="route_load").click().run()
     _no_exceptions(at, "route load foreign")
-    assert any("cheap, strong" in w.value for w in at.warning), [w.value for w in at.warning]
+    errors = [e.value for e in at.error]
+    assert any("cheap, strong" in e and "no recorded outcomes" in e for e in errors), errors

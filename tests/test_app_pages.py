@@ -34,7 +34,7 @@ def test_home_loads_samples_in_one_click(home: Path) -> None:
     assert names.keys() >= {"support-triage", "field-extraction", "arithmetic-qa"}
     # the journey marks step 1 done once workloads exist
     at.run()
-    assert any(m.value.startswith("#### ✅ 1.") for m in at.markdown)
+    assert any(m.value.startswith("#### :material/check_circle: 1.") for m in at.markdown)
 
 
 def test_workloads_page_lists_counts_and_charts(home: Path) -> None:
@@ -251,3 +251,57 @@ def test_route_page_reuses_frames_until_outcomes_change(home: Path) -> None:
     at.run()
     _no_exceptions(at)
     assert list(replay._SLOTS)[-1] not in slots_before
+
+
+def test_route_page_replays_an_uploaded_policy_file(home: Path) -> None:
+    """Upload a policy YAML: validated by the loader (errors name the user's file), replayed
+    as it is, its thresholds adjustable; the trace shows inputs, answers and confidences."""
+    from workbench.policy import Policy
+
+    _recorded_workload(home)
+    at = _app("pages/route.py").run()
+    at.radio(key="route_source").set_value("Upload a policy file").run()
+    _no_exceptions(at)
+    broken = b"name: x\ntiers: [{model: nobody}]\n"
+    at.file_uploader(key="route_upload").set_value(("team-policy.yaml", broken,
+                                                    "application/x-yaml")).run()
+    _no_exceptions(at)
+    errors = [e.value for e in at.error]
+    assert any("team-policy.yaml" in e for e in errors), errors
+    assert not any("uploads/" in e for e in errors), errors
+    body = Policy.validate_data({
+        "name": "team-policy", "models": {"cheap": {"model": "cheap"},
+                                          "strong": {"model": "strong"}},
+        "tiers": [{"model": "cheap", "accept_above": 0.5}, {"model": "strong"}]}).to_yaml()
+    at.file_uploader(key="route_upload").set_value(("team-policy.yaml", body.encode(),
+                                                    "application/x-yaml")).run()
+    _no_exceptions(at)
+    assert not at.error, [e.value for e in at.error]
+    assert at.slider(key="route_pacc_0").value == 0.5
+    first = next(m for m in at.metric if m.label == "Escalated").value
+    at.slider(key="route_pacc_0").set_value(1.0).run()
+    _no_exceptions(at)
+    assert next(m for m in at.metric if m.label == "Escalated").value == "100.0%" != first
+    trace = at.dataframe[-1].value
+    assert {"input", "answer", "path", "answer · cheap", "confidence · cheap"} <= set(
+        trace.columns)
+    assert at.text_input(key="route_name").value == "team-policy"
+
+
+def test_route_page_opens_on_the_current_policy(home: Path) -> None:
+    """What the previous step saved (current_policy) is what Route replays first."""
+    from workbench.catalog import Catalog
+    from workbench.policy import Policy
+
+    _recorded_workload(home)
+    body = Policy.validate_data({
+        "name": "starter", "models": {"cheap": {"model": "cheap"}, "strong": {"model": "strong"}},
+        "tiers": [{"model": "cheap", "accept_above": 0.42}, {"model": "strong"}]}).to_yaml()
+    Catalog(home).save_policy("starter", body, workload="support-triage")
+    at = _app("pages/route.py")
+    at.session_state["current_policy"] = "starter"
+    at.run()
+    _no_exceptions(at)
+    assert at.radio(key="route_source").value == "Saved policy"
+    assert at.selectbox(key="route_load_pick").value == "starter"
+    assert at.slider(key="route_pacc_0").value == 0.42

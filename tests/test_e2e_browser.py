@@ -285,11 +285,14 @@ def test_first_run_journey_in_a_browser(app_url: str, tmp_path: Path) -> None:
             assert policy.provenance.holdout_metrics["n"] == int(h.group(5))
             _wait_idle(page)
             _assert_clean(page, "Home, download")
-            # the download's rerun shows every step done
+            # the download's rerun shows every step done, the download included, with
+            # Material icons (rendered from Streamlit's own font, no emoji font needed)
             for n, title in enumerate(["Load the sample workloads", "Run two local models",
-                                       "Compose a routing policy", "Tune its thresholds"], 1):
-                header = page.locator("h4", has_text=f"{n}. {title}").inner_text()
-                assert header.startswith("✅"), header
+                                       "Compose a routing policy", "Tune its thresholds",
+                                       "Export it"], 1):
+                header = page.locator("h4", has_text=f"{n}. {title}")
+                icon = header.locator("[data-testid='stIconMaterial']").inner_text()
+                assert icon == "check_circle", (n, icon)
             _shot(page, shots, "home")
 
             step("policy downloaded")
@@ -372,6 +375,15 @@ def test_first_run_journey_in_a_browser(app_url: str, tmp_path: Path) -> None:
             assert re.fullmatch(r"[01]\.\d{3}", _metric(page, "Quality"))
             assert _metric(page, "Cost / request").startswith("$")
             _text(page, "Decision trace")
+            # it opens on the policy Home just tuned, and replays an uploaded policy file
+            assert _selected(page, "route_load_pick") == TUNED_POLICY
+            page.locator(".st-key-route_source").get_by_text("Upload a policy file").click()
+            page.locator(".st-key-route_upload input[type=file]").set_input_files(
+                str(policy_path))
+            _text(page, f"Loaded {policy_path.name}: policy {TUNED_POLICY!r}", 60)
+            _wait_idle(page)
+            _assert_clean(page, "Route, uploaded policy")
+            assert re.fullmatch(r"[01]\.\d{3}", _metric(page, "Quality"))
             _shot(page, shots, "route")
 
             step("route page")

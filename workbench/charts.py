@@ -47,8 +47,10 @@ def latency_box(outcomes: pl.DataFrame) -> go.Figure:
     return fig
 
 
-def sweep(frame: pl.DataFrame, param: str, singles: pl.DataFrame | None = None) -> go.Figure:
-    """Quality and cost against one threshold, with single models and the oracle as lines."""
+def sweep(frame: pl.DataFrame, param: str, singles: pl.DataFrame | None = None,
+          title: str | None = None) -> go.Figure:
+    """Quality and cost against one threshold (`param`: its label for a person), with single
+    models and the oracle as lines."""
     from plotly.subplots import make_subplots
 
     fig = make_subplots(specs=[[{"secondary_y": True}]])
@@ -62,7 +64,7 @@ def sweep(frame: pl.DataFrame, param: str, singles: pl.DataFrame | None = None) 
             fig.add_hline(y=row["quality"], line={"width": 1, "color": "#94a3b8"},
                           annotation_text=f"{row['name']} {row['quality']:.2f}",
                           annotation_position="bottom right", secondary_y=False)
-    fig.update_layout(title=f"Sweep of {param}", height=420,
+    fig.update_layout(title=title or f"Quality and cost as {param} varies", height=420,
                       margin={"l": 10, "r": 10, "t": 40, "b": 10})
     fig.update_xaxes(title_text=param)
     fig.update_yaxes(title_text="quality", secondary_y=False)

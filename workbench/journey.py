@@ -23,7 +23,6 @@ CHEAP_QTYPE = "Q3_K_M"
 CHEAP_NAME = f"{BUNDLED_MODEL_NAME}-{CHEAP_QTYPE.lower()}"
 STARTER_POLICY = "starter-policy"
 TUNED_POLICY = "starter-policy-tuned"
-SECONDS_PER_ITEM = 0.25  # measured 0.11-0.3 s: label scoring with the bundled model, 2 cores
 
 
 @dataclass(frozen=True)
@@ -70,9 +69,23 @@ def journey_models(catalog: Catalog, home: str | Path | None = None) -> list[Mod
     return [ensure_cheap_model(catalog, home), catalog.get(BUNDLED_MODEL_NAME)]
 
 
-def estimate_seconds(n_items: int = SLICE, n_models: int = 2) -> float:
-    """Rough wall time of step 2 on this machine class."""
-    return n_items * n_models * SECONDS_PER_ITEM + 5.0
+def estimate_seconds(store: Store | None = None, n_items: int = SLICE,
+                     n_models: int = 2) -> tuple[float, float]:
+    """A (low, high) range for step 2's wall time: from the local models' latencies measured on
+    this machine when any are recorded (a busy machine is slower: high = 3x), else from the
+    bundled model's range on 2 idle cores (0.11-0.3 s per item), plus loading."""
+    per_item: float | None = None
+    if store is not None:
+        row = store.cursor().execute(
+            "SELECT median(latency_ms) / 1000.0 FROM outcomes WHERE model IN (?, ?) "
+            "AND latency_ms > 0", [CHEAP_NAME, BUNDLED_MODEL_NAME]).fetchone()
+        per_item = float(row[0]) if row and row[0] is not None else None
+    if per_item is None:
+        low, high = 0.11, 0.3
+    else:
+        low, high = per_item, per_item * 3
+    n = n_items * n_models
+    return n * low + 5.0, n * high + 15.0
 
 
 def run_slice(store: Store, catalog: Catalog, *, limit: int = SLICE,
@@ -84,8 +97,12 @@ def run_slice(store: Store, catalog: Catalog, *, limit: int = SLICE,
 
     if not store.exists(WORKLOAD):
         raise WorkbenchError("load the sample workloads first (step 1)")
-    return run(store, WORKLOAD, journey_models(catalog, home), limit=limit, progress=progress,
-               should_stop=should_stop)
+    if progress is not None and CHEAP_NAME not in catalog.names():
+        progress(0, 0, f"re-quantizing the bundled model to {CHEAP_QTYPE} (once, about 10 s)")
+    models = journey_models(catalog, home)
+    if progress is not None:
+        progress(0, 0, "loading the local models")
+    return run(store, WORKLOAD, models, limit=limit, progress=progress, should_stop=should_stop)
 
 
 def starter_policy(store: Store, catalog: Catalog) -> Policy:

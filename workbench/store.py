@@ -75,6 +75,9 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 
+# natural item order: numeric ids by value (2 before 10), then the others as text
+ID_ORDER = "TRY_CAST(item_id AS HUGEINT) NULLS LAST, item_id"
+
 ITEM_COLUMNS = (
     "workload", "item_id", "input", "messages", "reference", "labels",
     "difficulty", "data_class", "tags", "metadata",
@@ -304,9 +307,10 @@ class Store:
 
     # -- reading -------------------------------------------------------------------------
     def items(self, name: str, limit: int | None = None) -> pl.DataFrame:
-        """Items of a workload as a polars frame, in item id order."""
+        """Items of a workload as a polars frame, in item id order (numeric ids as numbers:
+        2 before 10)."""
         self.workload(name)
-        sql = "SELECT * EXCLUDE (workload) FROM items WHERE workload = ? ORDER BY item_id"
+        sql = f"SELECT * EXCLUDE (workload) FROM items WHERE workload = ? ORDER BY {ID_ORDER}"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         return fetch_pl(self.cursor(), sql, [name])
@@ -319,7 +323,7 @@ class Store:
             self.cursor(),
             "SELECT * EXCLUDE (workload) FROM items i WHERE workload = ? AND EXISTS (SELECT 1 "
             "FROM outcomes o WHERE o.workload = i.workload AND o.item_id = i.item_id) "
-            "ORDER BY item_id",
+            f"ORDER BY {ID_ORDER}",
             [name],
         )
 

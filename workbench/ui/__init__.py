@@ -68,7 +68,7 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except WorkbenchError as exc:
-        st.error(str(exc), icon="⚠️")
+        st.error(str(exc), icon=":material/error:")
 
 
 def workload_picker(label: str = "Workload", key: str = "workload", *,
