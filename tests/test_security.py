@@ -11,23 +11,33 @@ connection, to show that DuckDB's own configuration blocks them too.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import tomllib
 import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
+import httpx
+import numpy as np
 import polars as pl
 import pytest
 
-from workbench.errors import ReadOnlyError
+from tests.servers import bundled_model_path
+from workbench.errors import ReadOnlyError, WorkbenchError
+from workbench.policy import Policy
+from workbench.router import PolicyRouter
 from workbench.sandbox import SandboxLimits, open_sandbox, run_query
+from workbench.serve import PolicyServer, authorized
 from workbench.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -264,3 +274,166 @@ def test_sharing_is_an_explicit_make_variable() -> None:
                             capture_output=True, text=True, check=True).stdout
     assert "streamlit run app.py" in default and "--server.address" not in default
     assert "--server.address=0.0.0.0" in shared
+
+
+# -- serve: a bearer token beyond loopback --------------------------------------------------------
+
+TOKEN = "team-token-4f1c2b9e8d7a6350"
+SERVE_CANARY = "CANARY-body-5e2d1a"
+
+
+def _policy() -> Policy:
+    """One local tier; a deny pattern gives a cheap path (refused before any model runs)."""
+    return Policy.validate_data({
+        "name": "served",
+        "models": {"small": {"kind": "local-gguf", "model": str(bundled_model_path()),
+                             "tags": ["local"]}},
+        "refusal": {"deny_patterns": ["(?i)forbidden topic"]},
+        "tiers": [{"model": "small"}],
+    })
+
+
+@pytest.fixture(scope="module")
+def token_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PolicyServer]:
+    """A served policy that requires TOKEN, on a free loopback port."""
+    log_path = tmp_path_factory.mktemp("serve") / "decisions.jsonl"
+    router = PolicyRouter(_policy(), log_path=log_path, max_tokens=3)
+    srv = PolicyServer(router, "127.0.0.1", 0, token=TOKEN).start()
+    yield srv
+    srv.stop()
+    router.close()
+
+
+def test_serve_beyond_loopback_needs_a_token() -> None:
+    router = PolicyRouter(_policy(), log=False)
+    try:
+        for host in ("0.0.0.0", "", "::"):
+            with pytest.raises(WorkbenchError, match="needs a bearer token"):
+                PolicyServer(router, host, 0)
+        with pytest.raises(WorkbenchError, match="too short") as info:
+            PolicyServer(router, "0.0.0.0", 0, token="short-secret")
+        assert "short-secret" not in str(info.value)
+        srv = PolicyServer(router, "0.0.0.0", 0, token=TOKEN)  # allowed with a token
+        assert srv.requires_token
+        srv.httpd.server_close()
+    finally:
+        router.close()
+
+
+def test_requests_without_the_token_get_401_logged_without_body(
+        token_server: PolicyServer, caplog: pytest.LogCaptureFixture) -> None:
+    base = f"http://127.0.0.1:{token_server.port}"
+    body = {"model": "served", "messages": [{"role": "user", "content": SERVE_CANARY}]}
+    caplog.set_level(logging.DEBUG, logger="workbench.serve")
+    with httpx.Client(timeout=60) as client:  # one keep-alive connection throughout
+        for headers in ({}, {"Authorization": "Bearer wrong-token-wrong-token"},
+                        {"Authorization": f"Basic {TOKEN}"},
+                        {"Authorization": f"Bearer {TOKEN}x"}):
+            r = client.post(f"{base}/v1/chat/completions", json=body, headers=headers)
+            assert r.status_code == 401, headers
+            assert r.json()["error"]["code"] == "invalid_api_key"
+            assert r.headers["WWW-Authenticate"].startswith("Bearer")
+            assert client.get(f"{base}/health", headers=headers).status_code == 401
+            assert client.get(f"{base}/v1/models", headers=headers).status_code == 401
+        ok = client.get(f"{base}/health", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert ok.status_code == 200 and ok.json()["policy"] == "served"
+    refused = [r for r in caplog.records if r.getMessage().startswith("401 ")]
+    assert len(refused) == 12
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert SERVE_CANARY not in logged and TOKEN not in logged
+    assert "POST /v1/chat/completions from 127.0.0.1" in logged
+
+
+@pytest.mark.slow
+def test_openai_client_uses_the_token_as_api_key(token_server: PolicyServer) -> None:
+    from openai import AuthenticationError, OpenAI
+
+    client = OpenAI(base_url=token_server.base_url, api_key=TOKEN, max_retries=0, timeout=120)
+    assert [m.id for m in client.models.list().data] == ["served", "small"]
+    answer = client.chat.completions.create(
+        model="served", messages=[{"role": "user", "content": "Where is my parcel?"}],
+        extra_body={"labels": ["billing", "shipping", "other"]})
+    assert answer.choices[0].message.content in ("billing", "shipping", "other")
+    refused = client.chat.completions.create(
+        model="served", messages=[{"role": "user", "content": "the forbidden topic"}])
+    assert refused.choices[0].finish_reason == "content_filter"
+    wrong = OpenAI(base_url=token_server.base_url, api_key="not-the-token", max_retries=0)
+    with pytest.raises(AuthenticationError):
+        wrong.models.list()
+
+
+def test_serve_command_refuses_to_expose_without_a_token(
+        home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from workbench.cli import main
+
+    assert main(["serve", "--policy", "any", "--host", "0.0.0.0", "--port", "0"]) == 2
+    assert "needs a bearer token" in capsys.readouterr().err
+    monkeypatch.delenv("WB_SERVE_TOKEN", raising=False)
+    assert main(["serve", "--policy", "any", "--host", "0.0.0.0", "--port", "0",
+                 "--token-env", "WB_SERVE_TOKEN"]) == 2
+    assert "WB_SERVE_TOKEN: that environment variable is unset" in capsys.readouterr().err
+    monkeypatch.setenv("WB_SERVE_TOKEN", "tiny")
+    assert main(["serve", "--policy", "any", "--host", "0.0.0.0", "--port", "0",
+                 "--token-env", "WB_SERVE_TOKEN"]) == 2
+    err = capsys.readouterr().err
+    assert "too short" in err and "tiny" not in err
+
+
+def _burst(url: str, headers: dict[str, str], n: int = 200, workers: int = 16) -> np.ndarray:
+    """Wall times (ms) of `n` refused-by-policy chat requests, `workers` at a time, each
+    worker on its own keep-alive connection (as a pooled client would)."""
+    body = {"model": "served", "messages": [{"role": "user", "content": "forbidden topic"}]}
+    local = threading.local()
+    clients: list[httpx.Client] = []
+
+    def one(_: int) -> float:
+        client = getattr(local, "client", None)
+        if client is None:
+            client = local.client = httpx.Client(timeout=60)
+            clients.append(client)
+        t0 = time.perf_counter()
+        r = client.post(url, json=body, headers=headers)
+        assert r.status_code == 200 and r.json()["choices"][0]["finish_reason"] == \
+            "content_filter"
+        return (time.perf_counter() - t0) * 1000
+
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return np.array(list(pool.map(one, range(n))))
+    finally:
+        for client in clients:
+            client.close()
+
+
+def test_token_check_overhead_is_reported() -> None:
+    """The cost of the token check, as figures (never asserted: wall time on a shared machine
+    is not a test): the check alone, and rounds of 200 requests at concurrency 16 on the
+    policy's cheap refusal path against two identical servers, with and without a token,
+    interleaved. Nothing may be lost."""
+    secret = TOKEN.encode()
+    header = f"Bearer {TOKEN}"
+    checks = []
+    for _ in range(20_000):
+        t0 = time.perf_counter_ns()
+        authorized(header, secret)
+        checks.append(time.perf_counter_ns() - t0)
+    check_p95_us = float(np.percentile(checks, 95)) / 1000
+    routers = [PolicyRouter(_policy(), log=False) for _ in range(2)]
+    guarded = PolicyServer(routers[0], "127.0.0.1", 0, token=TOKEN).start()
+    plain = PolicyServer(routers[1], "127.0.0.1", 0).start()
+    try:
+        with_token, without = [], []
+        for _ in range(3):
+            with_token.append(_burst(f"{guarded.base_url}/chat/completions",
+                                     {"Authorization": header}))
+            without.append(_burst(f"{plain.base_url}/chat/completions", {}))
+    finally:
+        for srv, router in zip((guarded, plain), routers, strict=True):
+            srv.stop()
+            router.close()
+    assert [len(x) for x in with_token + without] == [200] * 6
+    p95_with = float(np.percentile(np.concatenate(with_token), 95))
+    p95_without = float(np.percentile(np.concatenate(without), 95))
+    print(f"\nTOKEN check_p95_us={check_p95_us:.2f} requests=3x200 concurrency=16 "
+          f"p95_with_token_ms={p95_with:.2f} p95_without_ms={p95_without:.2f} "
+          f"p95_added_ms={p95_with - p95_without:.2f} ratio={p95_with / p95_without:.3f}")

@@ -19,6 +19,7 @@ from workbench.router import PolicyRouter, read_log
 from workbench.serve import PolicyServer
 
 SECRET = "sk-test-SECRET123"
+LOAD_TOKEN = "load-test-bearer-token-0123456789"
 LABELS = ["billing", "shipping", "technical", "account", "refund", "other"]
 
 
@@ -94,10 +95,11 @@ def test_openai_client_is_answered(server: PolicyServer) -> None:
 @pytest.fixture
 def load_server(tmp_path: Path) -> Iterator[PolicyServer]:
     """The served policy tuned for a quick load test: one generated token, one thread (the
-    machine's 2 cores are shared; one llama.cpp thread contends least)."""
+    machine's 2 cores are shared; one llama.cpp thread contends least); requests need a
+    bearer token, as a server shared beyond loopback would."""
     router = PolicyRouter(policy(str(bundled_model_path())), log_path=tmp_path / "load.jsonl",
                           max_tokens=1, threads=1)
-    srv = PolicyServer(router, "127.0.0.1", 0).start()
+    srv = PolicyServer(router, "127.0.0.1", 0, token=LOAD_TOKEN).start()
     yield srv
     srv.stop()
     router.close()
@@ -105,7 +107,8 @@ def load_server(tmp_path: Path) -> Iterator[PolicyServer]:
 
 @pytest.mark.slow
 def test_load_200_requests_at_concurrency_16(load_server: PolicyServer) -> None:
-    """200 requests, 16 at a time, on loopback: no failure; report the router's overhead."""
+    """200 requests, 16 at a time, on loopback, each with the bearer token: no failure;
+    report the router's overhead."""
     server = load_server
     url = f"{server.base_url}/chat/completions"
     prompts = [f"hi {i}" for i in range(200)]
@@ -114,7 +117,8 @@ def test_load_200_requests_at_concurrency_16(load_server: PolicyServer) -> None:
         with httpx.Client(timeout=300) as client:
             t0 = time.perf_counter()
             r = client.post(url, json={"model": "served",
-                                       "messages": [{"role": "user", "content": text}]})
+                                       "messages": [{"role": "user", "content": text}]},
+                            headers={"Authorization": f"Bearer {LOAD_TOKEN}"})
             wall = (time.perf_counter() - t0) * 1000
         overhead = float(r.headers.get("x-workbench-overhead-ms", "nan"))
         return r.status_code, overhead, wall
@@ -129,7 +133,7 @@ def test_load_200_requests_at_concurrency_16(load_server: PolicyServer) -> None:
     wall = np.array([w for _, _, w in results])
     assert np.isfinite(overhead).all() and (overhead >= 0).all()
     p50, p95 = np.percentile(overhead, [50, 95])
-    print(f"\nLOAD requests=200 concurrency=16 seconds={elapsed:.1f} "
+    print(f"\nLOAD token=yes requests=200 concurrency=16 seconds={elapsed:.1f} "
           f"req_per_s={200 / elapsed:.1f} wall_p50_ms={np.percentile(wall, 50):.0f} "
           f"wall_p95_ms={np.percentile(wall, 95):.0f} overhead_p50_ms={p50:.3f} "
           f"overhead_p95_ms={p95:.3f} overhead_max_ms={overhead.max():.3f}")

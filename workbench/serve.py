@@ -2,8 +2,11 @@
 policy: `POST /v1/chat/completions`, `GET /v1/models`, `GET /health`.
 
 Standard library only (ThreadingHTTPServer: one thread per connection, one shared router),
-bound to 127.0.0.1 by default; it has no authentication, so binding elsewhere is the
-operator's explicit choice. Extra request fields understood beside the OpenAI ones: `labels`
+bound to 127.0.0.1 by default. Binding beyond loopback requires a bearer token (`token=`; the
+CLI reads it from the environment variable `--token-env` names): every request must then carry
+`Authorization: Bearer <token>` (what the OpenAI client sends with the token as its API key),
+else it gets 401 and is logged by method, path and client address only, never its body or
+headers. Extra request fields understood beside the OpenAI ones: `labels`
 (a label task), `task_type`, `tags` (or `metadata.tags`), `data_class`. A refused request
 answers 200 with finish_reason "content_filter" and the reason in `message.refusal`; a request
 every model failed answers 502 with an OpenAI-style error. The route (models tried, cost,
@@ -12,6 +15,7 @@ overhead, trace) is returned under the `workbench` key and in `x-workbench-*` he
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import threading
@@ -27,6 +31,38 @@ from workbench.router import PolicyRouter, RouteResult
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 1_000_000
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+MIN_TOKEN_CHARS = 16
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding `host` keeps the server on this machine."""
+    return host in LOOPBACK or host.startswith("127.")
+
+
+def check_token(token: str | None, host: str) -> bytes | None:
+    """The bearer token as bytes (None for none); a WorkbenchError when binding beyond
+    loopback without one, or when it is too short to resist guessing. The token's value never
+    appears in a message."""
+    if token is None or not token.strip():
+        if not is_loopback(host):
+            raise WorkbenchError(
+                f"serving on {host} makes the endpoint reachable beyond this machine: it needs a "
+                "bearer token (workbench serve --token-env VAR, with the token in $VAR), or bind "
+                "to 127.0.0.1")
+        return None
+    if len(token.strip()) < MIN_TOKEN_CHARS:
+        raise WorkbenchError(f"the bearer token is too short: use at least {MIN_TOKEN_CHARS} "
+                             "random characters (e.g. python -c 'import secrets; "
+                             "print(secrets.token_urlsafe(32))')")
+    return token.strip().encode()
+
+
+def authorized(header: str | None, token: bytes) -> bool:
+    """Whether an Authorization header carries `token` as a bearer token (constant-time)."""
+    if not header:
+        return False
+    scheme, _, value = header.strip().partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token)
 
 
 class BadRequest(WorkbenchError):
@@ -103,13 +139,18 @@ def _chunk(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def make_handler(router: PolicyRouter) -> type[BaseHTTPRequestHandler]:
-    """A request handler class bound to `router`."""
+def make_handler(router: PolicyRouter,
+                 token: bytes | None = None) -> type[BaseHTTPRequestHandler]:
+    """A request handler class bound to `router`; with `token`, every request must carry it
+    as `Authorization: Bearer <token>`."""
     policy = router.policy
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "workbench-serve"
         protocol_version = "HTTP/1.1"
+        # headers and body go out in two writes; with Nagle's algorithm on, a keep-alive
+        # client's delayed ACK holds the body back ~40 ms per response
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
             log.debug("%s %s", self.address_string(), redact(format % args))
@@ -130,7 +171,31 @@ def make_handler(router: PolicyRouter) -> type[BaseHTTPRequestHandler]:
             self._send(status, {"error": {"message": redact(message), "type": kind,
                                           "param": None, "code": code}})
 
+        def _refuse_unauthorized(self) -> bool:
+            """Answer 401 (True) unless the request carries the token; the body of a refused
+            request is read and dropped unseen, so keep-alive clients stay in step."""
+            if token is None or authorized(self.headers.get("Authorization"), token):
+                return False
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                length = -1
+            if 0 < length <= MAX_BODY_BYTES:
+                self.rfile.read(length)
+            elif length != 0:
+                self.close_connection = True
+            log.warning("401 %s %s from %s: missing or wrong bearer token", self.command,
+                        self.path.split("?", 1)[0], self.client_address[0])
+            self._send(401, {"error": {
+                "message": "missing or invalid bearer token: send 'Authorization: Bearer "
+                           "<token>' (the OpenAI client's api_key)",
+                "type": "invalid_request_error", "param": None, "code": "invalid_api_key"}},
+                {"WWW-Authenticate": 'Bearer realm="workbench"'})
+            return True
+
         def do_GET(self) -> None:  # noqa: N802 - stdlib name
+            if self._refuse_unauthorized():
+                return
             path = self.path.split("?", 1)[0].rstrip("/")
             if path == "/health":
                 self._send(200, {"status": "ok", "policy": policy.name,
@@ -145,6 +210,8 @@ def make_handler(router: PolicyRouter) -> type[BaseHTTPRequestHandler]:
                             "/health", code="not_found")
 
         def do_POST(self) -> None:  # noqa: N802 - stdlib name
+            if self._refuse_unauthorized():
+                return
             path = self.path.split("?", 1)[0].rstrip("/")
             if path not in ("/v1/chat/completions", "/chat/completions"):
                 self._error(404, f"no route {path!r}", code="not_found")
@@ -205,14 +272,14 @@ def make_handler(router: PolicyRouter) -> type[BaseHTTPRequestHandler]:
 
 class PolicyServer:
     """A running (or ready to run) server; `start()` serves in a background thread,
-    `serve_forever()` in the caller's."""
+    `serve_forever()` in the caller's. Beyond loopback a bearer `token` is required."""
 
-    def __init__(self, router: PolicyRouter, host: str = "127.0.0.1", port: int = 8080) -> None:
-        if host not in LOOPBACK:
-            log.warning("serving policy %r on %s: reachable beyond this machine and without "
-                        "authentication", router.policy.name, host)
+    def __init__(self, router: PolicyRouter, host: str = "127.0.0.1", port: int = 8080,
+                 token: str | None = None) -> None:
+        secret = check_token(token, host)
+        self.requires_token = secret is not None
         self.router = router
-        self.httpd = ThreadingHTTPServer((host, port), make_handler(router))
+        self.httpd = ThreadingHTTPServer((host, port), make_handler(router, secret))
         self.httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
 

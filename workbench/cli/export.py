@@ -44,7 +44,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     _router_args(serve)
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--host", default="127.0.0.1",
-                       help="bind address (default loopback; there is no authentication)")
+                       help="bind address (default loopback; any other needs --token-env)")
+    serve.add_argument("--token-env", default=None, metavar="VAR",
+                       help="name of the environment variable holding the bearer token every "
+                            "request must send (required beyond loopback)")
     serve.set_defaults(func=cmd_serve)
 
     drift = sub.add_parser("drift", help="compare a decision log with the calibration workload")
@@ -137,15 +140,29 @@ def cmd_route(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the policy until interrupted."""
-    from workbench.serve import PolicyServer
+    import os
 
+    from workbench.serve import PolicyServer, check_token
+
+    token = None
+    if args.token_env:
+        token = os.environ.get(args.token_env, "")
+        if not token.strip():
+            raise WorkbenchError(f"--token-env {args.token_env}: that environment variable is "
+                                 "unset or empty; put the bearer token in it")
+    check_token(token, args.host)  # refuse before loading any model
     router = _router(args)
     problems = {m: e for m, e in router.check().items() if e}
     for model, err in problems.items():
         print(f"warning: model {model!r} is not usable now: {err}", file=sys.stderr)
-    server = PolicyServer(router, args.host, args.port)
-    print(f"serving policy {router.policy.name!r} at {server.base_url} "
-          f"(decision log: {router.log_path or 'off'}); Ctrl-C stops", flush=True)
+    try:
+        server = PolicyServer(router, args.host, args.port, token=token)
+    except BaseException:
+        router.close()
+        raise
+    auth = f"bearer token from ${args.token_env}" if token else "no token"
+    print(f"serving policy {router.policy.name!r} at {server.base_url} ({auth}; "
+          f"decision log: {router.log_path or 'off'}); Ctrl-C stops", flush=True)
     try:
         server.serve_forever()
     finally:
