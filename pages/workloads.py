@@ -3,8 +3,6 @@ samples; delete; a read-only SQL box over the store."""
 
 from __future__ import annotations
 
-import hashlib
-
 import streamlit as st
 
 from workbench import charts, ui
@@ -73,19 +71,19 @@ with tab_view:
                     st.rerun()
 
 with tab_upload:
+    from workbench.uploads import MAX_UPLOAD_MB, save_upload
     from workbench.workloads import importers
 
     upload = st.file_uploader("CSV, JSONL or Parquet (items, or recorded outcomes: RouterBench, "
                               "RouteLLM, long format)", type=["csv", "jsonl", "json", "parquet"],
-                              key="wl_upload")
+                              key="wl_upload", max_upload_size=MAX_UPLOAD_MB)
+    st.caption(f"At most {MAX_UPLOAD_MB} MB. The file is saved in the data directory's uploads "
+               "folder, under a safe name.")
+    path = None
     if upload is not None:
-        data = upload.getvalue()
-        digest = hashlib.sha256(data).hexdigest()[:12]
-        up_dir = ui.home_dir() / "uploads"
-        up_dir.mkdir(exist_ok=True)
-        path = up_dir / f"{digest}-{upload.name}"
-        if not path.exists():
-            path.write_bytes(data)
+        with ui.user_errors():
+            path = save_upload(ui.home_dir(), upload.name, upload.getvalue())
+    if upload is not None and path is not None:
         fmt = st.selectbox("Format", ["auto", "csv", "jsonl", "parquet", "routerbench",
                                       "routellm", "long"], key="wl_fmt")
         with ui.user_errors():
@@ -143,7 +141,8 @@ with tab_upload:
                 st.session_state["current_workload"] = info.name
 
 with tab_sql:
-    st.caption("Read-only: only SELECT statements run, inside a transaction that is rolled back.")
+    st.caption("One SELECT over the store's tables (workloads, items, outcomes) and nothing "
+               "else: no files, network or settings; at most 10,000 rows and 10 seconds.")
     sql = st.text_area("SQL", value="SELECT workload, count(*) AS items FROM items GROUP BY 1",
                        key="wl_sql")
     if st.button("Run query", key="wl_sql_run"):

@@ -35,10 +35,12 @@ import pytest
 from tests.servers import bundled_model_path
 from workbench.errors import ReadOnlyError, WorkbenchError
 from workbench.policy import Policy
+from workbench.providers.quantize import model_output_path
 from workbench.router import PolicyRouter
 from workbench.sandbox import SandboxLimits, open_sandbox, run_query
 from workbench.serve import PolicyServer, authorized
 from workbench.store import Store
+from workbench.uploads import MAX_NAME_CHARS, MAX_UPLOAD_MB, save_upload
 
 ROOT = Path(__file__).resolve().parents[1]
 CANARY = "CANARY-sql-7f3a9c21"
@@ -437,3 +439,119 @@ def test_token_check_overhead_is_reported() -> None:
     print(f"\nTOKEN check_p95_us={check_p95_us:.2f} requests=3x200 concurrency=16 "
           f"p95_with_token_ms={p95_with:.2f} p95_without_ms={p95_without:.2f} "
           f"p95_added_ms={p95_with - p95_without:.2f} ratio={p95_with / p95_without:.3f}")
+
+
+# -- uploads, model files and the GGUF path field ---------------------------------------------------
+
+HOSTILE_NAMES = [
+    "../../escape.csv", "/etc/passwd", "..\\..\\windows.csv", "a\x00b.csv", "x" * 5_000 + ".csv",
+    ".hidden.csv", "..", "", "~/.ssh/id_rsa", "uploads/../../../etc/cron.d/job.csv",
+]
+
+
+def _files(root: Path) -> set[Path]:
+    return {p for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES, ids=range(len(HOSTILE_NAMES)))
+def test_upload_names_stay_in_the_uploads_folder(tmp_path: Path, name: str) -> None:
+    home = tmp_path / "home"
+    path = save_upload(home, name, b"id,input\n1,hello\n")
+    folder = (home / "uploads").resolve()
+    assert path.parent == folder and path.is_file()
+    assert len(path.name) <= MAX_NAME_CHARS + 13 and "\x00" not in path.name
+    assert not path.name.split("-", 1)[1].startswith(".")
+    assert _files(tmp_path) == {path}
+
+
+def test_upload_size_limit_writes_nothing(tmp_path: Path) -> None:
+    with pytest.raises(WorkbenchError, match="the limit is"):
+        save_upload(tmp_path, "big.csv", b"x" * 2_000, max_bytes=1_000)
+    assert _files(tmp_path) == set()
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["maxUploadSize"] == MAX_UPLOAD_MB  # Streamlit refuses larger first
+
+
+def test_upload_on_the_page_lands_in_the_uploads_folder(home: Path, tmp_path: Path) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.switch_page("pages/workloads.py")
+    at.run()
+    before = _files(tmp_path)
+    at.file_uploader(key="wl_upload").set_value(
+        ("../../../escape.csv", b"id,input,label\n1,hello,a\n2,bye,b\n", "text/csv")).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    new = _files(tmp_path) - before
+    written = [p for p in new if p.parent == (home / "uploads").resolve()]
+    assert len(written) == 1 and written[0].name.endswith("-escape.csv")
+    assert not (tmp_path.parent / "escape.csv").exists()
+
+
+HOSTILE_MODEL_NAMES = ["../x", "../../etc/evil", "/abs/path/model", "a/../../b", "..\\..\\c",
+                       "ok-name", "name with spaces", "...", "~/.ssh/authorized_keys"]
+
+
+@pytest.mark.parametrize("name", HOSTILE_MODEL_NAMES)
+def test_model_names_map_inside_the_models_folder(tmp_path: Path, name: str) -> None:
+    folder = tmp_path / "models"
+    folder.mkdir()
+    try:
+        path = model_output_path(folder, name)
+    except WorkbenchError as exc:
+        assert "no letters or digits" in str(exc)
+        return
+    assert path.parent == folder.resolve() and path.suffix == ".gguf"
+    assert not path.name.startswith(".")
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("evil\x00.gguf", "NUL byte"), ("m" * 101, "at most 100"), ("", "no letters"),
+    ("..", "no letters")])
+def test_bad_model_names_are_refused(tmp_path: Path, name: str, message: str) -> None:
+    with pytest.raises(WorkbenchError, match=message):
+        model_output_path(tmp_path, name)
+
+
+@pytest.mark.parametrize(("dst", "message"), [
+    ("{models}/../outside.gguf", "outside the models folder"),
+    ("{models}/../../etc/outside.gguf", "outside the models folder"),
+    ("/tmp/absolute-outside.gguf", "outside the models folder"),
+    ("{models}/nul\x00.gguf", "NUL byte"),
+    ("{models}/" + "n" * 300 + ".gguf", "at most 255"),
+])
+def test_quantize_outputs_cannot_escape(tmp_path: Path, dst: str, message: str) -> None:
+    from workbench.providers.quantize import requantize
+
+    models = tmp_path / "models"
+    models.mkdir()
+    with pytest.raises(WorkbenchError, match=message):
+        requantize(bundled_model_path(), dst.replace("{models}", str(models)), "Q3_K_M",
+                   within=models)
+    assert _files(tmp_path) == set()
+
+
+def test_cli_quantize_refuses_a_too_long_name(home: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from workbench.catalog import BUNDLED_MODEL_NAME
+    from workbench.cli import main
+
+    assert main(["models", "quantize", BUNDLED_MODEL_NAME, "--type", "Q3_K_M",
+                 "--as", "n" * 300]) == 2
+    assert "at most 255" in capsys.readouterr().err
+    models = home / "models"
+    assert not models.exists() or not any(models.iterdir())
+
+
+def test_gguf_path_field_reads_only_the_magic(tmp_path: Path) -> None:
+    from workbench.catalog import validate_gguf
+
+    secret = tmp_path / "secrets.toml"
+    secret.write_text(f'{CANARY} = "value"\n')
+    with pytest.raises(WorkbenchError) as info:
+        validate_gguf(secret)
+    message = str(info.value)
+    assert "read only its first 4 bytes" in message and "not a GGUF file" in message
+    assert CANARY[:4] not in message.replace(str(secret), "")
+    assert validate_gguf(bundled_model_path()) == bundled_model_path().resolve()

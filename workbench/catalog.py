@@ -9,6 +9,7 @@ environment variable, and values that look like keys are refused before anything
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -148,9 +149,22 @@ def check_api_base(value: str | None, model_name: str = "") -> str | None:
 
 def validate_gguf(path: str | os.PathLike[str]) -> Path:
     """The resolved path of a readable GGUF file; a clear error unless the file exists and
-    starts with the GGUF magic bytes (the same check the local provider makes at load)."""
+    starts with the GGUF magic bytes (the same check the local provider makes at load).
+
+    Any path can be typed here, so only the first 4 bytes of the file are read, and a file
+    that is not a GGUF is refused without showing them: naming a secrets file reveals nothing.
+    """
     from workbench.providers.local import check_gguf  # llama_cpp itself is imported lazily
 
+    p = Path(path).expanduser()
+    with contextlib.suppress(OSError):  # missing or unreadable: check_gguf names the problem
+        if p.is_file():
+            with p.open("rb") as fh:
+                magic = fh.read(len(GGUF_MAGIC))
+            if magic != GGUF_MAGIC:
+                raise WorkbenchError(
+                    f"{p} is not a GGUF file: it does not start with the GGUF magic bytes (the "
+                    f"workbench read only its first {len(GGUF_MAGIC)} bytes)")
     return check_gguf(path)
 
 
