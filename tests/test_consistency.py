@@ -24,6 +24,9 @@ from workbench.policy import Policy, single
 from workbench.providers.base import Request
 from workbench.providers.hosted import HostedProvider
 from workbench.providers.local import LocalProvider, unload_all
+from workbench.runner import run
+from workbench.store import Store
+from workbench.workloads.samples import load_samples
 
 LABELS = ("billing", "shipping", "technical", "account", "refund", "cancellation", "other")
 TICKETS = ("I was charged twice this month", "Where is my parcel?",
@@ -209,6 +212,30 @@ def test_local_generation_votes_over_n_seeded_decodes(model_path: str) -> None:
     five = _local(model_path, samples=5, sample_temperature=0.9, seed=1).complete(q)
     assert five.signals["samples"][:3] == s["samples"]
     assert five.completion_tokens > r.completion_tokens
+
+
+@pytest.mark.slow
+def test_runner_records_the_vote_for_replay(store: Store, model_path: str) -> None:
+    """The outcome row's confidence is the vote share; its signals keep the drawn answers,
+    so replay can gate on the share or recount the vote over fewer answers."""
+    load_samples(store, ["support-triage"])
+    spec = ModelSpec(name="sc5", kind="local-gguf", model=model_path, threads=1, samples=5,
+                     seed=2, hardware_usd_per_hour=0.36)
+    summary = run(store, "support-triage", [spec], limit=3)
+    assert summary.calls == 3 and summary.errors == 0
+    rows = store.outcomes("support-triage", ["sc5"]).sort("item_id").to_dicts()
+    assert len(rows) == 3
+    for row in rows:
+        sig = json.loads(row["signals"])
+        assert row["confidence"] == pytest.approx(sig["vote_share"])
+        assert len(sig["samples"]) == 5 and row["output"] in sig["samples"]
+        recount = consistency.majority(sig["samples"], sig["vote_on"],
+                                       prefer=sorted(sig["label_probs"],
+                                                     key=lambda k: -sig["label_probs"][k]))
+        assert (recount.answer, recount.share) == (row["output"], sig["vote_share"])
+        assert row["cost_usd"] > 0
+    assert run(store, "support-triage", [spec], limit=3).calls == 0  # cached with its spec
+    assert run(store, "support-triage", [spec.replace(seed=3)], limit=3).calls == 3
 
 
 # -- hosted -------------------------------------------------------------------------------------
