@@ -4,4 +4,4 @@ Every benchmark times our implementation against a baseline measured in the same
 with one `RESULT bench=NAME ...` line of ratios, so figures compare across machines.
 """
 
-BENCHMARKS = ("ingest", "local", "replay", "tune")
+BENCHMARKS = ("ingest", "local", "replay", "report", "tune")

@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "workbench.cli.tune",
     "workbench.cli.export",
     "workbench.cli.bench",
+    "workbench.cli.report",
 )
 
 
