@@ -268,3 +268,25 @@ def test_real_routerbench_arc_headline(store: Store) -> None:
     assert best.share_ci[0] < best.share  # so close to 95% that resamples can fall below it
     modes = failure_counts(report.failures)
     assert int(modes.filter(pl.col("model") == "gpt-4-1106-preview")["ok"][0]) > 400
+
+
+def test_readme_report_commands_run(store: Store, tmp_path: Path,
+                                    monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's report examples, run as written on a synthetic 'traffic' workload."""
+    import shlex
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("## The cost-first report", 1)[1].split("```bash", 1)[1]
+    commands = [line for line in block.split("```", 1)[0].strip().splitlines() if line]
+    assert len(commands) == 2
+    _store_synthetic(store, "traffic", n=1500)
+    monkeypatch.chdir(tmp_path)
+    for command in commands:
+        argv = shlex.split(command)
+        assert argv[0] == "workbench"
+        assert main([*argv[1:], "--n-boot", "50"]) == 0, command
+    assert (tmp_path / "report.html").exists()
+    out = capsys.readouterr().out
+    data = json.loads(out[out.index("{"):])  # the first command prints text, the second JSON
+    assert data["settings"]["mix"] == {"public": 7.0, "pii": 3.0}
