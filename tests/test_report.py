@@ -290,3 +290,42 @@ def test_readme_report_commands_run(store: Store, tmp_path: Path,
     out = capsys.readouterr().out
     data = json.loads(out[out.index("{"):])  # the first command prints text, the second JSON
     assert data["settings"]["mix"] == {"public": 7.0, "pii": 3.0}
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_html_report_renders_offline_in_chromium(store: Store, tmp_path: Path) -> None:
+    """Opened from disk in a real browser with the network blocked, every figure draws and
+    the page raises no script error."""
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        pytest.skip(f"{chromium} is absent (Debian package chromium)")
+    from playwright import sync_api
+
+    _store_synthetic(store)
+    report = build_report(store, "syn", ReportSettings(headline=HeadlineSettings(n_boot=100)))
+    path = tmp_path / "report.html"
+    write_html(report, path)
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(chromium), headless=True,
+                                     args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            requests: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("request", lambda r: requests.append(r.url))
+            page.route("http*://**", lambda route: route.abort())
+            page.goto(path.as_uri())
+            page.wait_for_selector(".plotly-graph-div .main-svg", timeout=30_000)
+            n_plots = page.locator(".plotly-graph-div").count()
+            drawn = page.evaluate(
+                "[...document.querySelectorAll('.plotly-graph-div')]"
+                ".filter(d => d.querySelector('.main-svg')).length")
+            headline_text = page.locator(".headline").inner_text()
+        finally:
+            browser.close()
+    assert errors == []
+    assert [u for u in requests if not u.startswith("file:")] == []
+    assert n_plots == len(report_figures(report)) and drawn == n_plots
+    assert headline_text == report.sentence

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -91,8 +92,8 @@ def slice_figure(report: Report, column: str) -> go.Figure:
     """Quality per model and slice of one column (heatmap; '!' marks a flagged slice, where
     the model is significantly worse than on the rest after the BH correction)."""
     frame = report.slices.filter(pl.col("column") == column)
-    top = (frame.group_by("slice").agg(pl.col("n").max()).sort("n", descending=True)
-           .head(MAX_SLICES_SHOWN)["slice"].sort().to_list())
+    top = sorted(frame.group_by("slice").agg(pl.col("n").max()).sort("n", descending=True)
+                 .head(MAX_SLICES_SHOWN)["slice"].to_list(), key=_slice_order)
     models = frame["model"].unique().sort().to_list()
     cells = {(r["model"], r["slice"]): r for r in frame.iter_rows(named=True)}
     z, text = [], []
@@ -113,6 +114,15 @@ def slice_figure(report: Report, column: str) -> go.Figure:
                             "own average, BH-corrected)",
                       **_LAYOUT | {"height": 120 + 28 * max(len(models), 3)})
     return fig
+
+
+def _slice_order(name: str) -> tuple[int, float, str]:
+    """Input-length buckets in length order ("<=N", "a-b", ">N"); other slices by name."""
+    m = re.match(r"^(<=|>)?(\d+)(?:-(\d+))? chars$", name)
+    if m is None:
+        return (3, 0.0, name)
+    rank = {"<=": 0, None: 1, ">": 2}[m.group(1)]
+    return (rank, float(m.group(2)), name)
 
 
 def failure_figure(report: Report) -> go.Figure:
@@ -168,9 +178,10 @@ def report_html(report: Report) -> str:
 
     h = report.settings.headline
     opts = pl.DataFrame([{
-        "model": o.model, "rule": o.rule_text, "share": o.share,
+        "model": o.model, "rule": o.rule_text, "share": f"{o.share:.0%}",
         "share_ci": f"{o.share_ci[0]:.0%}-{o.share_ci[1]:.0%}",
-        "ratio": o.cost_ratio, "kept": o.quality_kept,
+        "ratio": o.cost_ratio,
+        "kept": f"{o.quality_kept:.1%}" if math.isfinite(o.quality_kept) else "",
         "saving": o.monthly_saving_usd,
         "saving_ci": f"${o.monthly_saving_ci[0]:,.0f}-${o.monthly_saving_ci[1]:,.0f}",
     } for o in report.options]) if report.options else pl.DataFrame()
@@ -199,11 +210,11 @@ def report_html(report: Report) -> str:
                          "quality": "quality", "rest_quality": "rest", "q_value": "BH q"})
         if flagged.height else "<p>No slice is significantly worse than its model's average "
         f"(Benjamini-Hochberg, FDR {report.settings.alpha:g}).</p>",
-        "<h2>Failure examples</h2>",
+        divs,
+        "<h2>Failure modes with example items</h2>",
         _table(report.failures.filter(pl.col("mode") != "ok"),
                {"model": "model", "mode": "mode", "count": "count", "rate": "rate",
-                "examples": "example items"}),
-        divs,
+                "examples": "example items"}, max_rows=200),
     ]
     style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:auto;padding:1em}"
              ".headline{font-size:1.3em;background:#eff6ff;padding:.8em;border-radius:6px}"
