@@ -98,6 +98,21 @@ def test_report_is_deterministic_for_a_seed() -> None:
     assert a == b
 
 
+def test_what_if_recomputes_the_headline_like_a_fresh_report() -> None:
+    items, outcomes = bench_report.synthetic(1500, seed=5)
+    base = report_from_frames(items, outcomes, ReportSettings(
+        headline=HeadlineSettings(n_boot=100)))
+    changed = base.what_if(keep_quality=0.9, requests_per_day=123.0, mix={"pii": 1, "public": 3},
+                           mix_by="data_class")
+    fresh = report_from_frames(items, outcomes, ReportSettings(headline=HeadlineSettings(
+        keep_quality=0.9, requests_per_day=123.0, mix={"pii": 1, "public": 3},
+        mix_by="data_class", n_boot=100)))
+    assert changed.options == fresh.options and changed.sentence == fresh.sentence
+    assert changed.slices.equals(base.slices)
+    with pytest.raises(WorkbenchError, match="requests per day must be a positive number"):
+        base.what_if(requests_per_day=-1)
+
+
 # -- slices ---------------------------------------------------------------------------------
 def test_benjamini_hochberg_matches_the_hand_computation() -> None:
     p = np.array([0.01, 0.04, 0.03, np.nan, 0.20])
@@ -215,6 +230,11 @@ def test_cli_report_json_gives_the_library_figures(store: Store, home: Path, tmp
     (["--keep", "120"], "--keep is a percentage"),
     (["--mix", "A=1", "--mix-by", "data_class"], "traffic mix names data_class slice 'A'"),
     (["--mix", "public"], "is not SLICE=WEIGHT"),
+    (["--mix", "a=1"], "a traffic mix needs the slice column it is given over"),
+    (["--mix", "billing=1", "--mix-by", "tag"], "a traffic mix needs one slice per item"),
+    (["--mix", "pii=-1", "--mix-by", "data_class"], "must be a number >= 0, got -1.0"),
+    (["--strong", "gpt-9"], "strong model 'gpt-9' has no outcomes on this workload"),
+    (["--alpha", "2"], "the false discovery rate must be in (0, 1)"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(
         store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str],

@@ -56,6 +56,20 @@ class Report:
     slice_columns: tuple[str, ...]
     slices: pl.DataFrame  # workbench.slicing_stats.breakdown
     failures: pl.DataFrame  # workbench.failures.failure_table
+    # the indexed arrays, kept so a what-if recomputes the headline alone
+    prepared: Prepared | None = field(default=None, repr=False, compare=False)
+
+    def what_if(self, **changes: Any) -> Report:
+        """This report with headline settings changed (keep_quality, requests_per_day, mix,
+        mix_by, route_by, strong, ...): only the headline is recomputed, since slices and
+        failure modes do not depend on them (what a page's what-if widgets call)."""
+        settings = with_headline(self.settings, **changes)
+        settings.validate()
+        if self.prepared is None:
+            raise WorkbenchError("this report keeps no data to recompute from; rebuild it")
+        strong, options = headline.cheaper_options_prepared(
+            self.prepared, settings.headline, columns=self.slice_columns)
+        return replace(self, settings=settings, strong=strong, options=tuple(options))
 
     @property
     def headline(self) -> Option | None:
@@ -171,6 +185,7 @@ def report_from_frames(
         slices=slicing_stats.breakdown_prepared(prep, columns, alpha=settings.alpha,
                                                 n_boot=h.n_boot, seed=h.seed),
         failures=failures.failure_table(classified),
+        prepared=prep,
     )
 
 
