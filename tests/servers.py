@@ -85,7 +85,12 @@ class LlamaServer:
         port: int | None = None,
         n_ctx: int = 2048,
         n_threads: int = 2,
+        config_file: str | Path | None = None,
+        cwd: str | Path | None = None,
     ) -> None:
+        # config_file: a multi-model `--config_file` (its host/port are overridden), run in cwd
+        self.config_file = Path(config_file) if config_file else None
+        self.cwd = cwd
         self.model_path = Path(model_path) if model_path else bundled_model_path()
         self.alias = alias
         self.api_key = api_key
@@ -114,6 +119,14 @@ class LlamaServer:
 
     def command(self) -> list[str]:
         """The command line that starts the server."""
+        if self.config_file is not None:
+            import json
+
+            config = json.loads(self.config_file.read_text())
+            config |= {"host": "127.0.0.1", "port": self.port}
+            path = Path(self._log.name).with_suffix(".json")
+            path.write_text(json.dumps(config))
+            return [sys.executable, "-c", _SERVER_MAIN, "--config_file", str(path)]
         cmd = [
             sys.executable, "-c", _SERVER_MAIN,
             "--model", str(self.model_path), "--model_alias", self.alias,
@@ -130,7 +143,7 @@ class LlamaServer:
             return self
         self.proc = subprocess.Popen(
             self.command(), stdout=self._log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.cwd,
         )
         self._wait_ready(timeout_s)
         return self
@@ -187,6 +200,8 @@ class LlamaServer:
         self._log.close()
         with contextlib.suppress(OSError):
             os.unlink(self._log.name)
+        with contextlib.suppress(OSError):
+            os.unlink(Path(self._log.name).with_suffix(".json"))
 
     def __enter__(self) -> LlamaServer:
         return self.start()

@@ -261,9 +261,14 @@ def provenance_from_store(
 
 
 def policy_text(policy: Policy, fmt: str = "yaml") -> str:
-    """The policy file text in `fmt` ('yaml' or 'json'), checked to hold no secret."""
+    """The policy file text in `fmt` ('yaml' or 'json'), checked to hold no secret; local
+    models are named by file name and hash (`local_files.portable`), so the file works on
+    another machine."""
     if fmt not in ("yaml", "json"):
         raise WorkbenchError(f"unknown policy format {fmt!r}; use yaml or json")
+    from workbench.local_files import portable
+
+    policy = portable(policy)
     text = policy.to_json() + "\n" if fmt == "json" else (
         f"# workbench routing policy, schema version {SCHEMA_VERSION}\n" + policy.to_yaml()
     )
@@ -301,7 +306,8 @@ def export_policy(policy: Policy, path: str | os.PathLike[str], *,
 def litellm_model_string(name: str, policy: Policy) -> tuple[str, str | None]:
     """(LiteLLM model string, api_base) reaching policy model `name`: a litellm model as is
     (an OpenAI-compatible endpoint is already 'openai/<served>' at its api_base); a local GGUF
-    model as 'openai/<name>' on a llama_cpp.server (its api_base, else the default address)."""
+    model as 'openai/<name>' on a llama_cpp.server (its api_base, else the default address,
+    where one server serves every local model by name: see `local_files`)."""
     spec = policy.models[name]
     if spec.kind == "litellm":
         return spec.model, spec.api_base
@@ -404,13 +410,18 @@ def _header(policy: Policy) -> str:
             f"tagged {rule.data_class!r} then serve them; the proxy applies tag filtering, "
             "in the SDK use Router.acompletion(..., metadata={'tags': [...]}))"
         )
-    for name, spec in policy.models.items():
-        if spec.kind == "local-gguf":
-            model, api_base = litellm_model_string(name, policy)
-            lines.append(
-                f"  local model {name!r}: serve its GGUF first, e.g. `python -m llama_cpp.server "
-                f"--model {spec.model} --model_alias {name}`, reachable at {api_base}"
-            )
+    from workbench.local_files import portable
+
+    local = {n: s for n, s in portable(policy).models.items() if s.kind == "local-gguf"}
+    if local:
+        bases = sorted({litellm_model_string(n, policy)[1] or "" for n in local})
+        lines.append(
+            f"  local models {', '.join(repr(n) for n in local)}: serve them first with ONE "
+            "llama_cpp.server, each under its own name: `workbench export --policy P "
+            "--llama-server server.json`, then, in the directory holding "
+            f"{', '.join(s.model for s in local.values())}: `python -m llama_cpp.server "
+            f"--config_file server.json` (reachable at {', '.join(bases)}; it loads the model "
+            "a request names)")
     return "".join(f"# {line}\n" for line in lines)
 
 

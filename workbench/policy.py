@@ -210,6 +210,9 @@ class Provenance(_Strict):
     routing: dict[str, Any] | None = Field(
         default=None, description="does routing pay: the holdout comparison with the best "
         "single model and the random-mix frontier (workbench.routing_pays)")
+    model_files: dict[str, dict[str, Any]] | None = Field(
+        default=None, description="local models named by file: model -> {file, sha256, bytes} "
+        "(workbench.local_files resolves and checks them)")
 
 
 Preroute = Annotated[RulesPreroute | LearnedPreroute, Field(discriminator="kind")]

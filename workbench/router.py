@@ -155,9 +155,13 @@ class PolicyRouter:
         provider_factory: ProviderFactory = get_provider,
         strong_gate: StrongGate | None = None,
         cost_estimator: CostEstimator | None = None,
+        models_dir: str | os.PathLike[str] | None = None,
+        policy_dir: str | os.PathLike[str] | None = None,
         **config_overrides: Any,
     ) -> None:
         self.policy = policy
+        # local models named by file name (exported policies) are found here, on first use
+        self.models_dir, self.policy_dir = models_dir, policy_dir
         self.configs: dict[str, ModelSpec] = {
             name: spec.replace(**config_overrides) if config_overrides else spec
             for name, spec in policy.models.items()
@@ -199,9 +203,11 @@ class PolicyRouter:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], **kwargs: Any) -> PolicyRouter:
-        """A router for a policy file (loaded with every guard of `load_policy_file`)."""
+        """A router for a policy file (loaded with every guard of `load_policy_file`); local
+        model file names resolve against `models_dir`, then the file's own directory."""
         from workbench.export import load_policy_file
 
+        kwargs.setdefault("policy_dir", Path(path).resolve().parent)
         return cls(load_policy_file(path), **kwargs)
 
     @property
@@ -214,7 +220,15 @@ class PolicyRouter:
         with self._lock:
             prov = self._providers.get(name)
             if prov is None:
-                prov = self._factory(self.configs[name])
+                spec = self.configs[name]
+                if spec.kind == "local-gguf" and not Path(spec.model).is_absolute():
+                    from workbench.local_files import resolve
+
+                    found = resolve(self.policy, models_dir=self.models_dir,
+                                    policy_dir=self.policy_dir, names=[name])
+                    spec = spec.replace(model=found.models[name].model)
+                    self.configs[name] = spec
+                prov = self._factory(spec)
                 self._providers[name] = prov
         return prov
 

@@ -19,6 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     exp.add_argument("--policy", required=True, help="policy file, or catalog name[@version]")
     exp.add_argument("--out", default=None, help="policy file to write (.yaml, .yml or .json)")
     exp.add_argument("--litellm", default=None, help="LiteLLM proxy config YAML to write")
+    exp.add_argument("--llama-server", default=None, metavar="JSON",
+                     help="llama_cpp.server --config_file serving the policy's local models "
+                          "by name (run it where the GGUF files are)")
     exp.add_argument("--workload", default=None,
                      help="fill provenance (fingerprint, replay metrics with CIs) from it")
     exp.add_argument("--holdout", default=None,
@@ -72,6 +75,9 @@ def _router_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-text", choices=("none", "redacted", "full"), default="redacted",
                    help="request text in the log: none, PII-redacted (default) or full")
     p.add_argument("--max-tokens", type=int, default=None, help="override every model's")
+    p.add_argument("--models-dir", default=None,
+                   help="where local GGUF files named by an exported policy are (default: "
+                        "WORKBENCH_MODELS_DIR, the policy file's directory, data/models)")
 
 
 def _router(args: argparse.Namespace) -> Any:
@@ -82,8 +88,11 @@ def _router(args: argparse.Namespace) -> Any:
     policy = resolve_policy(args.policy, args.home)
     overrides = {"max_tokens": args.max_tokens} if args.max_tokens else {}
     log_path = args.log or settings.home(args.home) / "decisions.jsonl"
+    ref = Path(args.policy)
     return PolicyRouter(policy, log_path=log_path, log=not args.no_log,
-                        log_text=args.log_text, **overrides)
+                        log_text=args.log_text, models_dir=args.models_dir,
+                        policy_dir=ref.resolve().parent if ref.is_file() else None,
+                        **overrides)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -96,8 +105,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         write_litellm_config,
     )
 
-    if not args.out and not args.litellm:
-        raise WorkbenchError("nothing to write: give --out and/or --litellm")
+    if not args.out and not args.litellm and not args.llama_server:
+        raise WorkbenchError("nothing to write: give --out, --litellm and/or --llama-server")
     policy = resolve_policy(args.policy, args.home)
     if args.workload:
         from workbench.store import open_store
@@ -117,6 +126,15 @@ def cmd_export(args: argparse.Namespace) -> int:
         path = write_litellm_config(policy, args.litellm, num_retries=args.num_retries,
                                     timeout_s=args.timeout)
         print(f"LiteLLM proxy config written to {path} (cascade thresholds stay in the policy)")
+    if args.llama_server:
+        from workbench.export import _atomic_write
+        from workbench.local_files import llama_cpp_server_config
+
+        config = llama_cpp_server_config(policy)
+        path = _atomic_write(Path(args.llama_server), json.dumps(config, indent=2) + "\n")
+        files = ", ".join(m["model"] for m in config["models"])
+        print(f"llama_cpp.server config written to {path}: in the directory holding {files}, "
+              f"run `python -m llama_cpp.server --config_file {path.name}`")
     return 0
 
 
