@@ -77,7 +77,7 @@ def search_dirs(*, models_dir: str | os.PathLike[str] | None = None,
     from workbench import settings
 
     dirs: list[Path] = []
-    env = os.environ.get("WORKBENCH_MODELS_DIR", "").strip()
+    env = settings.get("WORKBENCH_MODELS_DIR").strip()
     for d in (models_dir, env or None, policy_dir, settings.home(home) / "models"):
         if d is not None and Path(d).is_dir() and Path(d).resolve() not in dirs:
             dirs.append(Path(d).resolve())

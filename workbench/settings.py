@@ -35,6 +35,12 @@ SETTINGS: tuple[Setting, ...] = (
         "resolve against the repository root.",
     ),
     Setting(
+        "WORKBENCH_MODELS_DIR",
+        "",
+        "Where local GGUF files named by an exported policy are looked up first (then the "
+        "policy file's directory and the data directory's models folder).",
+    ),
+    Setting(
         "WORKBENCH_LOCAL_MODEL",
         "",
         "Path to the GGUF file registered as the bundled local model; empty means the "
