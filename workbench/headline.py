@@ -283,17 +283,20 @@ def replicate_sums(blocks: _Blocks, n_boot: int, rng: np.random.Generator) -> np
         vals, vecs = np.linalg.eigh(second[bi])
         root = vecs * np.sqrt(np.clip(vals, 0.0, None))[:, None, :]
         z = rng.standard_normal((n_boot, bi.size, 5))
-        draw = np.broadcast_to(blocks.sums[bi], (n_boot, bi.size, 5)).copy()
-        for j in range(5):  # draw += root @ z, as 5 broadcast products (tiny batched matmuls
-            draw += root[None, :, :, j] * z[:, :, j, None]  # are slow in numpy)
-        out[:, bi, :] = draw
+        # per block: (n_boot x 5) @ root^T, one batched matmul over blocks
+        draw = (z.transpose(1, 0, 2) @ root.transpose(0, 2, 1)).transpose(1, 0, 2)
+        out[:, bi, :] = blocks.sums[bi] + draw
     if (~big).any():
         small_items = np.flatnonzero(~big[blocks.block_of])
         counts = rng.poisson(1.0, (n_boot, small_items.size)).astype(np.float64)
         out[:, ~big, :] = 0.0
-        sub_block = blocks.block_of[small_items]
-        contrib = counts[:, :, None] * blocks.u[small_items][None, :, :]
-        np.add.at(out, (slice(None), sub_block), contrib)
+        order = np.argsort(blocks.block_of[small_items], kind="stable")
+        sub_block = blocks.block_of[small_items][order]
+        counts, u_small = counts[:, order], blocks.u[small_items][order]
+        starts = np.flatnonzero(np.r_[True, sub_block[1:] != sub_block[:-1]])
+        ends = np.r_[starts[1:], sub_block.size]
+        for a, e in zip(starts, ends, strict=True):  # one small matmul per small block
+            out[:, sub_block[a], :] = counts[:, a:e] @ u_small[a:e]
     return out
 
 
@@ -302,7 +305,8 @@ def _candidate_blocks(rule: str, column: str | None, prep: Prepared, paired: np.
     """Blocks of one rule over the paired items (None when the rule does not apply)."""
     n = u.shape[0]
     if rule == "everything":
-        return _blocks(u, np.zeros(n, dtype=np.int64), ["(all)"], ordered=False)
+        return _Blocks(("(all)",), np.array([n]), u.sum(axis=0)[None, :],
+                       np.zeros(n, dtype=np.int64), u, ordered=False, thresholds=None)
     if rule == "confidence":
         if np.isnan(conf).mean() > 0.05:
             return None
