@@ -235,6 +235,7 @@ def test_cli_report_json_gives_the_library_figures(store: Store, home: Path, tmp
     (["--mix", "pii=-1", "--mix-by", "data_class"], "must be a number >= 0, got -1.0"),
     (["--strong", "gpt-9"], "strong model 'gpt-9' has no outcomes on this workload"),
     (["--alpha", "2"], "the false discovery rate must be in (0, 1)"),
+    (["--n-boot", "0"], "n_boot must be a whole number >= 1, got 0"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(
         store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str],

@@ -88,6 +88,10 @@ class HeadlineSettings:
         z = self.keep_quality
         if not isinstance(z, int | float) or not 0 < z <= 1:
             raise WorkbenchError(f"the quality to keep must be in (0, 100]%, got {z!r}")
+        for name in ("n_boot", "min_slice_items"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise WorkbenchError(f"{name} must be a whole number >= 1, got {v!r}")
         if self.route_by is not None and self.route_by not in (*SLICE_COLUMNS, "confidence",
                                                                "everything"):
             raise WorkbenchError(
