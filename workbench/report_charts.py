@@ -205,7 +205,7 @@ def report_html(report: Report) -> str:
                       "share_ci": "95% CI", "ratio": "x cheaper", "kept": "quality kept",
                       "saving": "USD/month", "saving_ci": "95% CI"}) if opts.height else
         "<p>No model is cheaper than the strong one.</p>",
-        "<h2>Slices to keep on the strong model</h2>",
+        "<h2>Slices where a model is significantly worse than its own average</h2>",
         _table(flagged, {"model": "model", "column": "column", "slice": "slice", "n": "n",
                          "quality": "quality", "rest_quality": "rest", "q_value": "BH q"})
         if flagged.height else "<p>No slice is significantly worse than its model's average "
