@@ -24,8 +24,10 @@ least Z of S's overall quality. Rules (each chooses M from information a router 
 
 Y ("times cheaper") is S's mean cost per request over C's on the same (weighted) requests. The
 monthly saving is N requests/day x 30 days x (S's cost per request - the routed cost per
-request). For each model the rule with the largest saving is reported; the headline is the
-model with the largest saving.
+request). For each model the rule with the largest saving is reported. The headline is the
+model whose saving is largest at the lower end of its 95% interval (the saving a team can count
+on), then by the point saving: a model that clears Z only just, and in half the resamples does
+not, does not headline over one that clears it in every resample.
 
 Intervals. Items are resampled (Poisson bootstrap: each item counted k ~ Poisson(1) times), and
 in every replicate the rule's selection is redone, so the interval includes the noise of
@@ -334,7 +336,8 @@ def _candidate_blocks(rule: str, column: str | None, prep: Prepared, paired: np.
 def cheaper_options(items: pl.DataFrame, outcomes: pl.DataFrame, settings: HeadlineSettings,
                     *, columns: Sequence[str] | None = None) -> tuple[str, list[Option]]:
     """(strong model, one Option per cheaper model: the rule with the largest monthly saving,
-    with bootstrap intervals), options sorted by saving, largest first. `columns`: the slice
+    with bootstrap intervals), best first (the lower end of the saving's interval, then the
+    point saving). `columns`: the slice
     columns to try when `settings.route_by` is None (default: every slice column)."""
     from workbench.report_data import prepare
 
@@ -417,8 +420,14 @@ def cheaper_options_prepared(prep: Prepared, settings: HeadlineSettings, *,
             monthly_saving_ci=_ci(rfig["monthly_saving_usd"]),
             rules_tried=tuple(f"{r}:{c}" if c else r for r, c in rules),
         ))
-    options.sort(key=lambda o: (-o.monthly_saving_usd, -o.share, o.model))
+    options.sort(key=_rank)
     return strong, options
+
+
+def _rank(o: Option) -> tuple[float, float, float, str]:
+    """Order of the options: the lower end of the saving's interval, then the point saving."""
+    lo = o.monthly_saving_ci[0]
+    return (-(lo if math.isfinite(lo) else -math.inf), -o.monthly_saving_usd, -o.share, o.model)
 
 
 def better_option(a: tuple[float, float], b: tuple[float, float]) -> bool:

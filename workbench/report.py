@@ -52,7 +52,7 @@ class Report:
     settings: ReportSettings
     strong: str
     models: pl.DataFrame  # per model: n, quality (+ CI), cost, latency p50/p95, error rate
-    options: tuple[Option, ...]  # per cheaper model, largest monthly saving first
+    options: tuple[Option, ...]  # per cheaper model, best first (see headline._rank)
     slice_columns: tuple[str, ...]
     slices: pl.DataFrame  # workbench.slicing_stats.breakdown
     failures: pl.DataFrame  # workbench.failures.failure_table
@@ -73,8 +73,9 @@ class Report:
 
     @property
     def headline(self) -> Option | None:
-        """The cheaper model with the largest monthly saving (None without one)."""
-        return self.options[0] if self.options and self.options[0].share > 0 else None
+        """The first option: the largest saving at the lower end of its interval, then at its
+        point estimate (None when no cheaper model takes any share)."""
+        return next((o for o in self.options if o.share > 0 and o.monthly_saving_usd > 0), None)
 
     @property
     def sentence(self) -> str:
