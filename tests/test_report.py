@@ -61,8 +61,25 @@ def test_traffic_mix_reweights_the_share_and_the_saving() -> None:
     settings = HeadlineSettings(route_by="data_class", mix={"A": 9, "B": 1},
                                 mix_by="data_class", requests_per_day=1000, n_boot=50)
     _, (opt,) = cheaper_options(items, outcomes, settings)
-    assert opt.share == pytest.approx(0.9)
+    assert opt.share == pytest.approx(0.9) and opt.moved_slices == ("A",)
     assert opt.monthly_saving_usd == pytest.approx(1000 * DAYS_PER_MONTH * 0.9 * 0.009)
+
+
+def test_slices_without_traffic_or_with_too_few_items_never_move() -> None:
+    items, outcomes = two_slice_workload()
+    # B has no traffic in the mix: its (zero) margin must not carry it into the moved list
+    settings = HeadlineSettings(route_by="data_class", mix={"A": 1}, mix_by="data_class",
+                                n_boot=50)
+    _, (opt,) = cheaper_options(items, outcomes, settings)
+    assert opt.moved_slices == ("A",) and opt.share == pytest.approx(1.0)
+    # a third slice C of 3 items where the cheap model is right: too few items to trust
+    extra_items = pl.DataFrame({"item_id": ["c1", "c2", "c3"], "input": "q", "data_class": "C"})
+    extra = pl.DataFrame({"item_id": ["c1", "c2", "c3"] * 2, "model": ["cheap"] * 3 + [
+        "strong"] * 3, "quality": 1.0, "cost_usd": [0.001] * 3 + [0.01] * 3,
+        "latency_ms": 1.0})
+    _, (opt,) = cheaper_options(pl.concat([items, extra_items]), pl.concat([outcomes, extra]),
+                                HeadlineSettings(route_by="data_class", n_boot=50))
+    assert opt.moved_slices == ("A",)
 
 
 def test_moved_share_keeps_the_target_quality_on_random_workloads() -> None:

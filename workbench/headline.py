@@ -233,6 +233,8 @@ def select(sums: np.ndarray, n: np.ndarray, z: float, ordered: bool, min_items: 
     margin = sums[..., QC] - z * sums[..., QS]
     weight = sums[..., W]
     eligible = np.broadcast_to(n >= (0 if ordered else min_items), margin.shape)
+    if not ordered:  # a slice without traffic (not in the what-if mix) is never listed as moved
+        eligible = eligible & (weight > 0)
     if ordered:
         order = np.broadcast_to(np.arange(margin.shape[-1]), margin.shape)
     else:
@@ -242,7 +244,8 @@ def select(sums: np.ndarray, n: np.ndarray, z: float, ordered: bool, min_items: 
         order = np.argsort(-per_unit, axis=-1, kind="stable")
     m_sorted = np.take_along_axis(np.where(eligible, margin, -np.inf), order, axis=-1)
     csum = np.cumsum(m_sorted, axis=-1)
-    ok = csum >= -1e-12 * np.maximum(1.0, np.abs(csum))
+    with np.errstate(invalid="ignore"):  # -inf marks a block that may not move
+        ok = np.isfinite(csum) & (csum >= -1e-12 * np.maximum(1.0, np.abs(csum)))
     # largest prefix length k with csum[k-1] >= 0 (0 when none)
     idx = np.arange(1, margin.shape[-1] + 1)
     k = np.max(np.where(ok, idx, 0), axis=-1, keepdims=True)
