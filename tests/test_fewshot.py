@@ -402,7 +402,7 @@ def test_banking77_six_intents_reach_the_coverage_target(store: Store, model_pat
     """The bundled model with 4 similar training examples per request answers >= 40% of the
     60 test items at >= 95% accuracy through its confidence (zero-shot: about 20%)."""
     train, test = banking77_workloads(store)
-    spec = ModelSpec(name="g-fs", kind="local-gguf", model=model_path, n_ctx=2048,
+    spec = ModelSpec(name="g-fs", kind="local-gguf", model=model_path, n_ctx=4096, threads=1,
                      few_shot_source=FewShotSource(workload=train, select="similar", k=4))
     summary = runner.run(store, test, [spec])
     assert summary.errors == 0
