@@ -18,6 +18,7 @@ from workbench.tune.evaluate import FastEvaluator, FastMetrics, _router_models, 
 from workbench.tune.objective import Objective, ObjectiveSpec, _best_single, parse_floor
 from workbench.tune.space import Param, _mean_costs, _single_like, apply_params, search_space
 from workbench.tune.split import Split, make_split
+from workbench.tune.variants import SEPARATOR, variant_specs
 
 SAMPLERS = ("tpe", "nsga2")
 
@@ -125,6 +126,10 @@ def prepare(store: Any, workload: str, base_policy: Policy | None, settings: Stu
     partners = answering_models(split.train_outcomes) if gated else []
     if default and gated and not cands:  # the default agreement cascade searches every model
         cands = partners
+    recorded = sorted(split.train_outcomes["model"].unique().to_list())
+    if default and not cands and any(SEPARATOR in m for m in recorded) and \
+            len(recorded) >= len(base.tiers):
+        cands = recorded  # sample counts (derived <model>@vote<k>) join the search
     known = set(split.train_outcomes["model"].unique().to_list())
     unknown = [m for m in cands if m not in known]
     if unknown:
@@ -143,6 +148,7 @@ def prepare(store: Any, workload: str, base_policy: Policy | None, settings: Stu
         known_specs = model_specs(store, workload, _known_models(home))
         specs.update({m: known_specs[m] for m in cands if m in known_specs})
     specs.update(base.models)
+    specs.update(variant_specs([c for c in cands if c not in base.models], specs))
     train_wl = rp.prepare(split.train_items, split.train_outcomes)
     missing = [m for m in base.used_models if m not in train_wl.col]
     if missing:

@@ -19,6 +19,8 @@ from workbench.tune.problem import Problem
 from workbench.tune.space import Param, _get_path, apply_params
 
 MAX_COMBINATIONS = 5000  # beyond this the screen would cost more than the study
+MAX_EVALUATIONS = 6000  # with the threshold grid; beyond, thresholds stay at base values
+GRID = (0.0, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0)  # for thresholds in [0, 1]
 
 
 def combinations(space: Sequence[Param]) -> int:
@@ -36,10 +38,16 @@ def screen(problem: Problem, keep: int) -> list[dict[str, Any]]:
     spec = problem.settings.objective
     rest = {p.path: _get_path(problem.base, p.path) for p in problem.space
             if p.kind != "categorical"}
+    # thresholds in [0, 1] are tried on a grid too when the space is small enough: a model
+    # pair only shows its worth at the right confidence threshold
+    grid = [p for p in problem.space if p.kind == "float" and p.low == 0.0 and p.high == 1.0]
+    per = [sorted({*GRID, float(rest[p.path])}) for p in grid]
+    if combinations(problem.space) * math.prod(len(v) for v in per) > MAX_EVALUATIONS:
+        grid, per = [], []
     rows: list[tuple[dict[str, Any], list[float], float]] = []
     seen: set[str] = set()
-    for combo in itertools.product(*(p.choices for p in cats)):
-        values = {**rest, **{p.path: v for p, v in zip(cats, combo, strict=True)}}
+    for combo in itertools.product(*(p.choices for p in cats), *per):
+        values = {**rest, **{p.path: v for p, v in zip([*cats, *grid], combo, strict=True)}}
         try:
             policy = apply_params(problem.base, values, problem.specs)
         except WorkbenchError:

@@ -50,14 +50,26 @@ def _recorded(store: Any, workload: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     return items, outcomes
 
 
+def _with_variants(store: Any, workload: str, items: pl.DataFrame,
+                   outcomes: pl.DataFrame) -> pl.DataFrame:
+    """Outcomes plus the derived `<model>@vote<k>` models of sampled runs (tune.variants)."""
+    from workbench.tune.variants import vote_variants
+
+    info = store.workload(workload)
+    extra = vote_variants(items, outcomes, info.task_type, info.label_set)
+    return pl.concat([outcomes, extra]) if extra.height else outcomes
+
+
 def make_split(store: Any, workload: str, *, holdout: float = 0.3, seed: int = 0,
                test_workload: str | None = None) -> Split:
     """Train/holdout: a seeded stratified split of `workload`, or all of it against
     `test_workload` (whose items must not repeat train items). Only items with recorded
     outcomes take part: a run may have covered just a slice of a workload."""
     items, outcomes = _recorded(store, workload)
+    outcomes = _with_variants(store, workload, items, outcomes)
     if test_workload is not None:
         t_items, t_out = _recorded(store, test_workload)
+        t_out = _with_variants(store, test_workload, t_items, t_out)
         # an item seen in training (same id or same input) must not be scored as held out
         seen = pl.col("item_id").is_in(items["item_id"].implode()) | pl.col("input").is_in(
             items["input"].implode())
