@@ -410,3 +410,47 @@ def test_banking77_six_intents_reach_the_coverage_target(store: Store, model_pat
     correct = (out["quality"].to_numpy() == 1.0).astype(float)
     cov = coverage_at(correct, out["confidence"].to_numpy())
     assert cov >= 0.40, (cov, correct.mean())
+
+
+# -- pages ----------------------------------------------------------------------------------
+
+
+def test_models_and_compare_pages_choose_a_source(home: Path, store: Store) -> None:
+    """The Models page stores a few-shot source with a new model (and shows it); the Compare
+    page offers the same choice for one run."""
+    from streamlit.testing.v1 import AppTest
+
+    from workbench.catalog import Catalog
+
+    _toy(store)
+    root = Path(__file__).resolve().parents[1]
+    at = AppTest.from_file(str(root / "app.py"), default_timeout=120)
+    at.switch_page("pages/models.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    at.text_input(key="ma_name").set_value("fs-page")
+    at.selectbox(key="ma_kind").set_value("litellm")
+    at.text_input(key="ma_model").set_value("openai/x")
+    at.number_input(key="ma_in").set_value(1.0)
+    at.number_input(key="ma_out").set_value(1.0)
+    at.selectbox(key="ma_fs_workload").set_value("toy-train")
+    at.radio(key="ma_fs_select").set_value("similar")
+    at.number_input(key="ma_fs_k").set_value(3)
+    next(b for b in at.button if b.label == "Add model").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    spec = Catalog(home).get("fs-page")
+    assert spec.few_shot_source == FewShotSource(workload="toy-train", select="similar", k=3)
+    table = at.dataframe[0].value
+    assert "similar k=3 from toy-train (reference answers)" in list(table["few-shot"])
+    # Too large a k is refused with the one-line error, and nothing is added.
+    at.text_input(key="ma_name").set_value("fs-page-2")
+    at.number_input(key="ma_fs_k").set_value(20)
+    next(b for b in at.button if b.label == "Add model").click().run()
+    assert any("fewer than the k=20" in e.value for e in at.error)
+    assert "fs-page-2" not in Catalog(home).names()
+
+    at = AppTest.from_file(str(root / "app.py"), default_timeout=120)
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    at.selectbox(key="cmp_workload").set_value("toy-test").run()
+    options = at.selectbox(key="cmp_fs_workload").options
+    assert "toy-train" in options and "toy-test" not in options

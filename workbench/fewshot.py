@@ -95,6 +95,10 @@ class FewShotSource(BaseModel):
         return (f"{self.select} k={self.k} from {self.workload} "
                 f"({self.answers_from or 'reference'} answers)")
 
+    def __str__(self) -> str:
+        """The one-line description (CLI messages print fields with str())."""
+        return self.describe()
+
     def tag(self) -> str:
         """A short suffix for a model variant's name, e.g. 'fs-per-label4' or 'fs-similar8-gpt'."""
         tag = f"fs-{self.select}{self.k}"
