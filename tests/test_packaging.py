@@ -65,8 +65,9 @@ def test_every_extra_package_of_pyproject_is_in_the_table() -> None:
 
 def test_every_command_is_registered() -> None:
     parser = build_parser()
-    for name in ("samples", "load", "models", "run", "compare", "evaluate", "schema", "check",
-                 "tune", "tune-trial", "export", "route", "serve", "drift", "bench"):
+    for name in ("samples", "load", "workloads", "delete", "sql", "models", "run", "compare",
+                 "evaluate", "schema", "check", "tune", "tune-trial", "export", "route", "serve",
+                 "drift", "bench", "report"):
         assert _command(parser, name).prog == f"workbench {name}"
 
 
