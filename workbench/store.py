@@ -161,6 +161,7 @@ class Store:
 
     def close(self) -> None:
         """Close the connection (tests and CLI exit)."""
+        self._snapshots.clear()
         with contextlib.suppress(Exception):
             self._con.close()
         _OPEN.pop(str(self.path.resolve()), None)
