@@ -72,7 +72,7 @@ def _one_line_error(exc: pytest.ExceptionInfo[BaseException]) -> str:
 
 def test_per_label_draws_k_of_each_label_round_robin_and_seeded(store: Store) -> None:
     _toy(store)
-    src = FewShotSource(workload="toy-train", k=2)
+    src = FewShotSource(workload="toy-train", select="per-label", k=2)
     got = _examples(store, src)
     assert len(got) == store.workload("toy-test").n_items
     assert all(ex == got[0] for ex in got)  # one shared prefix for the whole run
@@ -122,7 +122,8 @@ def test_answers_from_a_models_recorded_outputs(store: Store) -> None:
     assert pool.answered_by == "strong" and len(pool) == items.height - 2
     want = {i: flipped[r] for i, r in zip(items["item_id"], items["reference"], strict=True)}
     assert all(want[i] == a for i, a in zip(pool.item_ids, pool.answers, strict=True))
-    got = _examples(store, FewShotSource(workload="toy-train", k=2, answers_from="strong"))
+    got = _examples(store, FewShotSource(workload="toy-train", select="per-label", k=2,
+                                             answers_from="strong"))
     assert len(got[0]) == 6
 
 
@@ -180,20 +181,22 @@ def test_bad_sources_are_one_line_errors(store: Store) -> None:
         (FewShotSource(workload="unlabelled"), FewShotError, "has no reference answers"),
         (FewShotSource(workload="toy-train", answers_from="ghost"), FewShotError,
          "model 'ghost' has no recorded outcomes"),
-        (FewShotSource(workload="toy-train", k=6), FewShotError,
+        (FewShotSource(workload="toy-train", select="per-label", k=6), FewShotError,
          "has 5 labelled item(s) with answer 'card', fewer than the k=6"),
         (FewShotSource(workload="toy-train", select="similar", k=16), FewShotError,
          "has 15 labelled item(s) with one of the labels, fewer than the k=16"),
         (FewShotSource(workload="toy-test", select="similar", k=2), FewShotError,
          "would include the scored item itself"),
-        (FewShotSource(workload="toy-test", k=1), FewShotError, "would include scored item"),
+        (FewShotSource(workload="toy-test", select="per-label", k=1), FewShotError,
+         "would include scored item"),
     ]
     for source, kind, text in cases:
         with pytest.raises(kind) as exc:
             _examples(store, source)
         assert text in _one_line_error(exc), source
     with pytest.raises(FewShotError, match="need a label task"):
-        _examples(store, FewShotSource(workload="qa", k=1), workload="toy-test", labels=None)
+        _examples(store, FewShotSource(workload="qa", select="per-label", k=1),
+                  workload="toy-test", labels=None)
     # The train workload is fine for similar selection on another workload of no labels.
     assert len(_examples(store, FewShotSource(workload="qa", select="similar", k=1),
                          labels=None)[0]) == 1
@@ -281,7 +284,8 @@ def test_cli_add_edit_and_errors(home: Path, store: Store,
     h = ("--home", str(home))
     code, out, err = _cli(capsys, "models", "add", "fs", "--kind", "litellm", "--model",
                           "openai/x", "--input-price", "1", "--output-price", "1",
-                          "--few-shot-from", "toy-train", "--few-shot-k", "3", *h)
+                          "--few-shot-from", "toy-train", "--few-shot-select", "per-label",
+                          "--few-shot-k", "3", *h)
     assert code == 0, err
     assert "few-shot per-label k=3 from toy-train (reference answers)" in out
     code, out, err = _cli(capsys, "models", "edit", "fs", "--few-shot-select", "similar", *h)

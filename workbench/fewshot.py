@@ -65,10 +65,10 @@ class FewShotSource(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     workload: str = Field(min_length=1, description="workload giving the examples (train split)")
-    select: Select = Field(default="per-label",
+    select: Select = Field(default="similar",
                            description="per-label: k items of each label; similar: the k "
                            "items most similar to the request (BM25)")
-    k: int = Field(default=2, ge=1, le=MAX_K, description="examples per label, or in all")
+    k: int = Field(default=4, ge=1, le=MAX_K, description="examples per label, or in all")
     answers_from: str | None = Field(
         default=None, description="model whose recorded outputs give the answers "
         "(in-context distillation); None: the references")

@@ -199,10 +199,10 @@ def add_few_shot_args(parser: argparse.ArgumentParser, for_run: bool = False) ->
     group.add_argument("--few-shot-from", metavar="WORKLOAD", default=None,
                        help="the train workload whose items are the examples")
     group.add_argument("--few-shot-select", choices=SELECTS, default=None,
-                       help="per-label: k items of each label (default); similar: the k items "
-                       "most similar to the request (BM25)")
+                       help="similar (default): the k items most similar to the request "
+                       "(BM25); per-label: k items of each label (one shared prompt, cheaper)")
     group.add_argument("--few-shot-k", type=int, default=None, metavar="K",
-                       help="examples per label (per-label) or in all (similar); default 2")
+                       help="examples in all (similar) or per label (per-label); default 4")
     group.add_argument("--few-shot-answers", default=None, metavar="reference|MODEL",
                        help="answers from the references (default) or from MODEL's recorded "
                        "outputs on the train workload (in-context distillation)")

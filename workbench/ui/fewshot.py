@@ -26,10 +26,10 @@ def source_inputs(key: str, workloads: Sequence[str], models: Sequence[str],
         "Few-shot examples from (a train workload, never the one being scored)", options,
         index=options.index(current.workload) if current else 0, key=f"{key}_workload")
     select = c[1].radio(
-        "Choose", SELECTS, index=SELECTS.index(current.select) if current else 0,
+        "Choose", SELECTS, index=SELECTS.index(current.select if current else "similar"),
         horizontal=True, key=f"{key}_select",
-        help="per-label: k items of each label (one shared prompt); similar: the k items "
-        "most similar to each request (BM25)")
+        help="similar: the k items most similar to each request (BM25; the stronger); "
+        "per-label: k items of each label (one shared prompt, cheaper)")
     k = c[2].number_input("k", 1, MAX_K, int(current.k) if current else 4, key=f"{key}_k")
     answer_options = [REFERENCE, *models]
     if current is not None and current.answers_from and current.answers_from not in models:
