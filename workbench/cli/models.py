@@ -202,7 +202,7 @@ def add_few_shot_args(parser: argparse.ArgumentParser, for_run: bool = False) ->
                        help="similar (default): the k items most similar to the request "
                        "(BM25); per-label: k items of each label (one shared prompt, cheaper)")
     group.add_argument("--few-shot-k", type=int, default=None, metavar="K",
-                       help="examples in all (similar) or per label (per-label); default 4")
+                       help="examples in all (similar) or per label (per-label); default 8")
     group.add_argument("--few-shot-answers", default=None, metavar="reference|MODEL",
                        help="answers from the references (default) or from MODEL's recorded "
                        "outputs on the train workload (in-context distillation)")

@@ -30,7 +30,7 @@ def source_inputs(key: str, workloads: Sequence[str], models: Sequence[str],
         horizontal=True, key=f"{key}_select",
         help="similar: the k items most similar to each request (BM25; the stronger); "
         "per-label: k items of each label (one shared prompt, cheaper)")
-    k = c[2].number_input("k", 1, MAX_K, int(current.k) if current else 4, key=f"{key}_k")
+    k = c[2].number_input("k", 1, MAX_K, int(current.k) if current else 8, key=f"{key}_k")
     answer_options = [REFERENCE, *models]
     if current is not None and current.answers_from and current.answers_from not in models:
         answer_options.append(current.answers_from)
