@@ -106,6 +106,12 @@ if state.runs:
         st.caption(f"Best model so far: {best['model']} at quality {best['quality']:.2f} for "
                    f"${best['cost_per_request']:.6f} per request. Details on the Compare page.")
 
+if state.runs:
+    with st.expander("What could a cheaper model take over? (the headline, with intervals)"):
+        from workbench.ui import headline
+
+        headline.render(journey.WORKLOAD, "home_headline")
+
 # -- 3. compose -------------------------------------------------------------------------------
 _header(3, "Compose a routing policy", "policy")
 st.caption("Cheapest model first; escalate to the best one when its top label probability is "

@@ -305,3 +305,21 @@ def test_route_page_opens_on_the_current_policy(home: Path) -> None:
     assert at.radio(key="route_source").value == "Saved policy"
     assert at.selectbox(key="route_load_pick").value == "starter"
     assert at.slider(key="route_pacc_0").value == 0.42
+
+
+def test_home_shows_the_headline_with_a_what_if(home: Path) -> None:
+    """With two models recorded, Home states what share a cheaper model can take, what that
+    saves at the user's volume, and recomputes when the user changes the quality to keep."""
+    _recorded_workload(home)
+    at = _app().run()
+    _no_exceptions(at)
+    first = [i.value for i in at.info if "requests per day" in i.value]
+    assert len(first) == 1, [i.value for i in at.info]
+    assert "can be answered by cheap" in first[0] and "at 10,000 requests per day" in first[0]
+    assert "(95% CI" in first[0]  # the share and the saving carry intervals
+    at.number_input(key="home_headline_volume").set_value(50_000).run()
+    _no_exceptions(at)
+    second = [i.value for i in at.info if "requests per day" in i.value]
+    assert "at 50,000 requests per day" in second[0]
+    assert any(b.label.startswith("Download the one-page report")
+               for b in at.get("download_button"))
