@@ -214,7 +214,7 @@ def test_a_bad_source_fails_the_run_before_any_row(store: Store) -> None:
 
     good = ModelSpec(name="a", kind="litellm", model="openai/x")
     bad = good.replace(name="b", few_shot_source=FewShotSource(workload="toy-test",
-                                                               select="similar"))
+                                                               select="similar", k=2))
     with pytest.raises(FewShotError, match="scored item itself"):
         runner.run(store, "toy-test", [good, bad], provider_factory=factory)
     assert built == [] and store.outcomes("toy-test").height == 0
