@@ -458,3 +458,31 @@ def test_models_and_compare_pages_choose_a_source(home: Path, store: Store) -> N
     at.selectbox(key="cmp_workload").set_value("toy-test").run()
     options = at.selectbox(key="cmp_fs_workload").options
     assert "toy-train" in options and "toy-test" not in options
+
+
+def test_live_router_draws_the_same_examples_as_a_run(store: Store) -> None:
+    """A policy model with a few-shot source answers live exactly as its recorded run did
+    (same examples per request, drawn from the data directory's train workload; real
+    llama.cpp), and a missing source workload is a model error the cascade can handle."""
+    from tests.servers import bundled_model_path
+    from workbench.policy import single
+    from workbench.router import PolicyRouter
+
+    _toy(store, n_train=4, n_test=1)
+    spec = ModelSpec(name="g", kind="local-gguf", model=str(bundled_model_path()),
+                     few_shot_source=FewShotSource(workload="toy-train", select="similar", k=2))
+    runner.run(store, "toy-test", [spec])
+    recorded = store.outcomes("toy-test").sort("item_id")
+    router = PolicyRouter(single("g", spec), log=False)
+    items = store.items("toy-test").sort("item_id")
+    for item_id, text, (out, conf) in zip(
+            items["item_id"], items["input"],
+            recorded.select("output", "confidence").iter_rows(), strict=True):
+        live = router.complete(text, labels=list(LABELS), request_id=item_id)
+        assert (live.text, live.confidence) == (out, pytest.approx(conf)), item_id
+    gone = spec.replace(few_shot_source=FewShotSource(workload="no-such-train", k=2))
+    failed = PolicyRouter(single("g", gone), log=False).complete("a card question",
+                                                                 labels=list(LABELS))
+    assert failed.error == "unknown_model"
+    message = failed.calls[0][1].error_message or ""
+    assert "draws few-shot examples from workload 'no-such-train'" in message

@@ -14,6 +14,7 @@ overhead (wall time minus time inside provider calls).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -30,7 +31,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from workbench.decision_log import DecisionLog, read_log, redact_pii
-from workbench.errors import PolicyError
+from workbench.errors import PolicyError, WorkbenchError
 from workbench.models import ModelSpec
 from workbench.pipeline import spec
 from workbench.pipeline.facts import TextFacts
@@ -40,6 +41,7 @@ from workbench.providers.base import (
     ProviderError,
     Request,
     Response,
+    UnknownModelError,
     get_provider,
 )
 
@@ -185,6 +187,7 @@ class PolicyRouter:
         self._strong_gate = strong_gate
         self._cost_estimator = cost_estimator
         self._providers: dict[str, Provider] = {}
+        self._fewshot_store: Any = None  # opened on the first model with a few-shot source
         # agreement partners are called alongside their tier
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="partner")
         self._lock = threading.Lock()
@@ -231,6 +234,26 @@ class PolicyRouter:
                 prov = self._factory(spec)
                 self._providers[name] = prov
         return prov
+
+    def _examples(self, name: str, source: Any, req: Request) -> tuple[tuple[str, str], ...]:
+        """The few-shot examples a model with a few-shot source gets for this request: drawn
+        from the source workload in the data directory by the same rules as a run (so live
+        answers equal recorded ones); a provider error when that workload is not there."""
+        from workbench import settings
+        from workbench.fewshot import examples_for_items
+        from workbench.store import open_store
+
+        try:
+            if self._fewshot_store is None:
+                self._fewshot_store = open_store(settings.home())
+            drawn = examples_for_items(
+                self._fewshot_store, source, workload="(live request)", labels=req.labels,
+                item_ids=[req.item_id], inputs=[req.input], messages=[req.messages])
+        except WorkbenchError as exc:
+            raise UnknownModelError(
+                f"model {name!r} draws few-shot examples from workload {source.workload!r} "
+                f"in the data directory, which failed: {exc}") from None
+        return tuple(drawn[0]) if drawn[0] else ()
 
     def check(self) -> dict[str, str | None]:
         """Check every model the policy may call; model -> None when usable, else the error
@@ -328,7 +351,10 @@ class PolicyRouter:
 
         def invoke(name: str) -> Response:
             try:
-                return self.provider(name).complete(req)
+                source = self.configs[name].few_shot_source
+                one = req if source is None else dataclasses.replace(
+                    req, few_shot=self._examples(name, source, req))
+                return self.provider(name).complete(one)
             except ProviderError as exc:  # provider construction / check failures
                 return Response.failure(exc)
 
