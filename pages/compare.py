@@ -20,9 +20,25 @@ if name:
     model_names = catalog.names()
     default = [m for m in model_names if m.startswith("gemma3")][:1]
     chosen = st.multiselect("Models to run", model_names, default=default, key="cmp_models")
-    limit = st.slider("Items (first N by id)", 5, max(info.n_items, 5),
-                      min(20, info.n_items), key="cmp_limit",
-                      help="Start small: the bundled local model answers a few items a second.")
+    sc = st.columns([0.5, 0.3, 0.2])
+    limit = sc[0].slider("How many items", 1, max(info.n_items, 1), min(20, info.n_items),
+                         key="cmp_limit",
+                         help="Start small: the bundled local model answers a few items a "
+                              "second.")
+    how = sc[1].selectbox("Which items", ["stratified sample", "random sample", "first by id"],
+                          key="cmp_slice",
+                          help="A stratified sample (by label, else difficulty, else tag) "
+                               "covers what varies in the workload; 'first by id' takes ids "
+                               "in numeric order.")
+    slice_seed = sc[2].number_input("Seed", 0, 10_000, 0, key="cmp_slice_seed")
+    from workbench.slices import choose
+
+    picked = choose(store.items(name), int(limit), seed=int(slice_seed),
+                    mode={"stratified sample": "stratified", "random sample": "random",
+                          "first by id": "first"}[how], task_type=info.task_type)
+    st.caption(f"Runs on {picked.description}.")
+    if picked.warning:
+        st.warning(picked.warning.capitalize() + ".", icon=":material/warning:")
     with st.expander("Few-shot examples from a train workload", expanded=False):
         st.caption("Each chosen model gets examples drawn from another workload's labelled "
                    "items (k per label, or the k most similar to each request); its outcomes "
@@ -40,7 +56,7 @@ if name:
         configs = [with_source(catalog.get(m), run_source) for m in chosen]
 
         def work(job: jobs.Job):  # noqa: ANN202 - returns the RunSummary
-            return run(store, name, configs, limit=int(limit),
+            return run(store, name, configs, item_ids=list(picked.item_ids),
                        progress=lambda d, t, m: job.progress(d, t, m),
                        should_stop=job.should_stop)
 
@@ -77,6 +93,11 @@ if name:
             cols[0].plotly_chart(charts.cost_quality(metrics), width="stretch")
             outcomes = store.outcomes(name)
             cols[1].plotly_chart(charts.latency_box(outcomes), width="stretch")
+
+            st.subheader("What could move to a cheaper model?")
+            from workbench.ui import headline
+
+            headline.render(name, "cmp_headline")
 
             st.subheader("Item by item")
             with_rows = metrics["model"].to_list()

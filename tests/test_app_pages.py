@@ -174,6 +174,8 @@ def test_compare_page_runs_the_bundled_model(home: Path) -> None:
         [s.value for s in at.success] + [e.value for e in at.error]
     outcomes = open_store(home).outcomes("support-triage")
     assert outcomes.height == 5 and outcomes["confidence"].is_between(0, 1).all()
+    # the default slice is a stratified sample, and it says so
+    assert any("stratified by" in c.value for c in at.caption), [c.value for c in at.caption]
     tables = [d.value for d in at.dataframe]
     assert any("cost_per_success" in t.columns and t["n"].tolist() == [5] for t in tables)
 
@@ -323,3 +325,30 @@ def test_home_shows_the_headline_with_a_what_if(home: Path) -> None:
     assert "at 50,000 requests per day" in second[0]
     assert any(b.label.startswith("Download the one-page report")
                for b in at.get("download_button"))
+
+
+def test_compare_slices_a_teams_csv_by_label(home: Path) -> None:
+    """A team's CSV with numeric ids grouped by intent: the default slice of 20 covers every
+    label (the first 20 by id covered 3 of 6), and a slice too small to cover them says which
+    labels it misses."""
+    import polars as pl
+
+    intents = ["card_arrival", "exchange_rate", "lost_or_stolen_card", "balance_not_updated",
+               "declined_card_payment", "pending_top_up"]
+    refs = [intents[k] for k, c in enumerate((10, 7, 3, 15, 12, 13)) for _ in range(c)]
+    store = open_store(home)
+    store.add_workload_frame("tickets", pl.DataFrame({
+        "item_id": [str(i) for i in range(len(refs))], "input": refs, "reference": refs}),
+        task_type="classification", source="test", label_set=intents)
+    store.close()
+    at = _app("pages/compare.py")
+    at.session_state["current_workload"] = "tickets"
+    at.run()
+    _no_exceptions(at)
+    assert any("covering 6 of 6 label values" in c.value for c in at.caption), \
+        [c.value for c in at.caption]
+    assert not at.warning
+    at.slider(key="cmp_limit").set_value(4).run()
+    assert any("misses 2 label value(s)" in w.value for w in at.warning)
+    at.selectbox(key="cmp_slice").set_value("first by id").run()
+    assert any("the first 4 items by id" in c.value for c in at.caption)

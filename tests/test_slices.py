@@ -87,3 +87,25 @@ def test_stratified_slice_properties(sizes: list[int], n: int, seed: int) -> Non
     assert sum(got.values()) == want
     assert list(s.item_ids) == natural_order(pl.Series(list(s.item_ids))).to_list()
     assert np.all(np.array(list(got.values())) >= 1)
+
+
+def test_runner_takes_a_slice_and_names_unknown_ids(tmp_path) -> None:  # noqa: ANN001
+    """`run(item_ids=...)` runs exactly the slice; an id not in the workload is a one-line
+    error before any call (nothing written)."""
+    from tests.servers import bundled_model_path
+    from workbench.models import ModelSpec
+    from workbench.runner import run
+    from workbench.store import Store
+
+    s = Store(tmp_path / "w.duckdb")
+    items = _banking_like((2, 2, 2, 0, 0, 0)).filter(pl.col("reference").is_not_null())
+    s.add_workload_frame("t", items, task_type="classification", source="test",
+                         label_set=INTENTS[:3])
+    spec = ModelSpec(name="g", kind="local-gguf", model=str(bundled_model_path()))
+    picked = choose(s.items("t"), 3, task_type="classification")
+    run(s, "t", [spec], item_ids=list(picked.item_ids))
+    assert sorted(s.outcomes("t")["item_id"].to_list()) == sorted(picked.item_ids)
+    with pytest.raises(WorkbenchError, match="1 item id\\(s\\) not in workload 't', e.g. '99'"):
+        run(s, "t", [spec], item_ids=["0", "99"])
+    assert s.outcomes("t").height == 3
+    s.close()

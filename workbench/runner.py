@@ -328,8 +328,10 @@ def run(
     provider_factory: ProviderFactory = get_provider,
     batch_size: int = 8,
     flush_s: float = 2.0,
+    item_ids: Sequence[str] | None = None,
 ) -> RunSummary:
-    """Run every item of `workload` (the first `limit` by item id) on every model; write
+    """Run every item of `workload` (the first `limit` by item id, or the `item_ids` given,
+    e.g. a `workbench.slices` sample) on every model; write
     outcome rows as results arrive. Cached rows are skipped; `should_stop()` is polled between
     items; `progress(done, total, model)` counts cached and finished items over all models.
     Models are ModelSpecs or catalog names (looked up in the store's data directory).
@@ -349,7 +351,15 @@ def run(
     info = store.workload(workload)
     task_type = info.task_type
     chosen = scoring.get_scorer(scorer or scoring.default_scorer(task_type))
-    items = store.items(workload, limit=limit)
+    if item_ids is not None:
+        wanted = list(dict.fromkeys(str(i) for i in item_ids))
+        items = store.items(workload).filter(pl.col("item_id").is_in(wanted))
+        if items.height < len(wanted):
+            absent = sorted(set(wanted) - set(items["item_id"].to_list()))
+            raise WorkbenchError(f"{len(absent)} item id(s) not in workload {workload!r}, "
+                                 f"e.g. {absent[0]!r}")
+    else:
+        items = store.items(workload, limit=limit)
     label_set = list(info.label_set) or None
     ids = items["item_id"].to_list()
     inputs = items["input"].to_list()
