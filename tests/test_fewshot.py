@@ -472,6 +472,11 @@ def test_live_router_draws_the_same_examples_as_a_run(store: Store) -> None:
     spec = ModelSpec(name="g", kind="local-gguf", model=str(bundled_model_path()),
                      few_shot_source=FewShotSource(workload="toy-train", select="similar", k=2))
     runner.run(store, "toy-test", [spec])
+    from workbench.catalog import Catalog
+
+    got = Catalog(store.path.parent).get("g")  # tuning and export find it as it ran
+    assert (got.kind, got.model, got.few_shot_source) == (spec.kind, spec.model,
+                                                          spec.few_shot_source)
     recorded = store.outcomes("toy-test").sort("item_id")
     router = PolicyRouter(single("g", spec), log=False)
     items = store.items("toy-test").sort("item_id")

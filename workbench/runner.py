@@ -231,6 +231,20 @@ class _Writer:
         self.rows, self.refs, self.inputs = [], [], []
 
 
+def _register_variants(store: Store, specs: Sequence[ModelSpec]) -> None:
+    """Few-shot variants (`<model>+fs-...`, named by `fewshot.with_source`) enter the data
+    directory's catalog, so tuning and export describe them as they ran, not as bare names."""
+    if not specs:
+        return
+    from workbench.catalog import Catalog
+
+    catalog = Catalog(store.path.parent)
+    known = set(catalog.names())
+    for spec in specs:
+        if spec.name not in known:
+            catalog.add(spec, fill_prices=False)
+
+
 def score_outputs(
     task_type: str,
     outputs: Sequence[str | None],
@@ -343,6 +357,7 @@ def run(
 
         configs = resolve_specs(configs, store.path.parent)
     configs = [c for c in configs if isinstance(c, ModelSpec)]
+    _register_variants(store, [c for c in configs if c.few_shot_source is not None])
     names = [c.name for c in configs]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
