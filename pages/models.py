@@ -138,12 +138,13 @@ with tab_quant:
                              key="mq_type")
         new_name = st.text_input("New model name", f"{src}-{qtype.lower()}", key="mq_name")
         if st.button("Re-quantize", key="mq_go"):
-            from workbench.providers.quantize import requantize
+            from workbench.providers.quantize import model_output_path, requantize
 
             with ui.user_errors(), st.spinner(f"Quantizing to {qtype}..."):
                 cfg = catalog.get(src)
                 out_dir = ui.home_dir() / "models"
                 out_dir.mkdir(exist_ok=True)
-                dst = requantize(cfg.model, out_dir / f"{new_name}.gguf", qtype)
+                dst = requantize(cfg.model, model_output_path(out_dir, new_name), qtype,
+                                 within=out_dir)
                 catalog.add(cfg.replace(name=new_name, model=str(dst)))
                 st.success(f"Created {new_name} ({dst.stat().st_size / 1e6:.0f} MB)")

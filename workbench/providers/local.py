@@ -83,7 +83,8 @@ def check_gguf(path: str | os.PathLike[str], name: str | None = None) -> Path:
         raise UnknownModelError(f"{who}cannot read GGUF file {p}: {exc}") from None
     if magic != GGUF_MAGIC:
         raise UnknownModelError(
-            f"{who}{p} is not a GGUF file (first bytes {magic!r}, expected {GGUF_MAGIC!r})"
+            f"{who}{p} is not a GGUF file (it does not start with the GGUF magic bytes; "
+            "only those 4 bytes were read)"
         )
     return p.resolve()
 
