@@ -290,9 +290,12 @@ def test_first_run_journey_in_a_browser(app_url: str, tmp_path: Path) -> None:
             for n, title in enumerate(["Load the sample workloads", "Run two local models",
                                        "Compose a routing policy", "Tune its thresholds",
                                        "Export it"], 1):
-                # a Material icon is a ligature: its name is the element's text
-                header = page.locator("h4", has_text=f"{n}. {title}").inner_text()
-                assert header.startswith("check_circle"), (n, header)
+                # a Material icon is a ligature: its name is the element's text; the
+                # download's rerun may still be on its way on a busy machine, so wait for it
+                header = page.locator("h4", has_text=f"{n}. {title}")
+                header.filter(has_text="check_circle").wait_for(state="visible",
+                                                                timeout=60_000)
+                assert header.inner_text().startswith("check_circle"), (n, title)
             _shot(page, shots, "home")
 
             step("policy downloaded")
