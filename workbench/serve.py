@@ -270,6 +270,14 @@ def make_handler(router: PolicyRouter,
     return Handler
 
 
+class _Server(ThreadingHTTPServer):
+    """One thread per connection, with a listen backlog for bursts of clients: the standard
+    library's 5 makes the kernel reset connections when 16 arrive at once on a busy machine."""
+
+    request_queue_size = 128
+    daemon_threads = True
+
+
 class PolicyServer:
     """A running (or ready to run) server; `start()` serves in a background thread,
     `serve_forever()` in the caller's. Beyond loopback a bearer `token` is required."""
@@ -279,8 +287,7 @@ class PolicyServer:
         secret = check_token(token, host)
         self.requires_token = secret is not None
         self.router = router
-        self.httpd = ThreadingHTTPServer((host, port), make_handler(router, secret))
-        self.httpd.daemon_threads = True
+        self.httpd = _Server((host, port), make_handler(router, secret))
         self._thread: threading.Thread | None = None
 
     @property
