@@ -15,14 +15,17 @@ import it into a conftest or test module). `kill()` SIGKILLs the server (fault t
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -31,7 +34,7 @@ DEFAULT_ALIAS = "gemma-3-270m"
 
 # Runs `python -m llama_cpp.server` with one change: when the CPU reports Intel AMX and this
 # llama.cpp build has AMX kernels (a native build; the Makefile's portable one has none),
-# llama.cpp's extra weight buffers are off, as in workbench.providers.local; their tile
+# llama.cpp's extra weight buffers are off, as in workbench.providers.llama; their tile
 # instructions die with SIGILL where worker threads lack the kernel's AMX permission.
 _SERVER_MAIN = """
 import runpy
@@ -57,6 +60,35 @@ if ("amx_tile" in flags or "amx_int8" in flags) and "AMX" in (
     lib.llama_model_default_params = defaults
 runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
 """
+
+
+class JsonHandler(BaseHTTPRequestHandler):
+    """Base for scripted OpenAI-compatible test servers: JSON replies, no request logging."""
+
+    def send_json(self, status: int, body: dict) -> None:
+        """Reply with `body` as JSON."""
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def http_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """`handler` served on a free loopback port in a thread; yields the `/v1` base URL."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
 
 
 def free_port() -> int:

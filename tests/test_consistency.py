@@ -5,16 +5,14 @@ samples through LiteLLM against llama.cpp's server and a real scripted HTTP serv
 from __future__ import annotations
 
 import json
-import threading
 import typing
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.servers import LlamaServer, llama_server_fixture
+from tests.servers import JsonHandler, LlamaServer, http_server, llama_server_fixture
 from workbench import consistency
 from workbench.agreement import AGREE_ON
 from workbench.catalog import Catalog
@@ -23,7 +21,8 @@ from workbench.models import ModelSpec, ModelSpecError, VoteOn
 from workbench.policy import Policy, single
 from workbench.providers.base import Request
 from workbench.providers.hosted import HostedProvider
-from workbench.providers.local import LocalProvider, unload_all
+from workbench.providers.llama import unload_all
+from workbench.providers.local import LocalProvider
 from workbench.runner import run
 from workbench.store import Store
 from workbench.workloads.samples import load_samples
@@ -267,7 +266,7 @@ def test_hosted_samples_against_llama_server(server: LlamaServer) -> None:
     assert r.output is None or s["vote_counts"][r.output] == round(3 * r.confidence)
 
 
-class _Choices(BaseHTTPRequestHandler):
+class _Choices(JsonHandler):
     """A chat-completions endpoint answering from a script; honours `n` when `honour_n`."""
 
     answers: list[str] = []
@@ -279,11 +278,11 @@ class _Choices(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
         self.bodies.append(body)
         if self.fail_on_call == len(self.bodies):
-            self._send(400, {"error": {"message": "scripted failure", "type": "x"}})
+            self.send_json(400, {"error": {"message": "scripted failure", "type": "x"}})
             return
         n = int(body.get("n") or 1) if self.honour_n else 1
         contents = [self.answers.pop(0) for _ in range(n)]
-        self._send(200, {
+        self.send_json(200, {
             "id": "c", "object": "chat.completion", "created": 0, "model": "scripted",
             "choices": [{"index": i, "finish_reason": "stop",
                          "message": {"role": "assistant", "content": c}}
@@ -292,29 +291,12 @@ class _Choices(BaseHTTPRequestHandler):
                       "total_tokens": 10 + 2 * n},
         })
 
-    def _send(self, status: int, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
 
 @pytest.fixture
 def choices_server() -> Iterator[tuple[str, type[_Choices]]]:
     handler = type("Handler", (_Choices,), {"answers": [], "bodies": []})
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/v1", handler
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with http_server(handler) as url:
+        yield url, handler
 
 
 def _scripted(api_base: str, **kw: object) -> HostedProvider:

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from tests.servers import LlamaServer, llama_server_fixture
+from tests.servers import JsonHandler, LlamaServer, http_server, llama_server_fixture
 from workbench.providers import ModelSpec, Request, UnknownModelError, get_provider
 from workbench.providers.hosted import HostedProvider, key_status, read_secrets
 
@@ -110,7 +108,7 @@ OK_BODY = {
 }
 
 
-class _Scripted(BaseHTTPRequestHandler):
+class _Scripted(JsonHandler):
     script: list[int] = []
     hits: list[int] = []
 
@@ -120,28 +118,14 @@ class _Scripted(BaseHTTPRequestHandler):
         self.hits.append(status)
         body = OK_BODY if status == 200 else {"error": {"message": f"scripted {status}",
                                                          "type": "x", "code": status}}
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self.send_json(status, body)
 
 
 @pytest.fixture
 def scripted() -> Iterator[tuple[str, type[_Scripted]]]:
     handler = type("Handler", (_Scripted,), {"script": [], "hits": []})
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/v1", handler
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with http_server(handler) as url:
+        yield url, handler
 
 
 @pytest.mark.parametrize(

@@ -12,13 +12,8 @@ import pytest
 from workbench.errors import WorkbenchError
 from workbench.providers import ModelSpec, Request, UnknownModelError, get_provider
 from workbench.providers.base import Response, redact
-from workbench.providers.local import (
-    LocalProvider,
-    check_gguf,
-    continuation_tokens,
-    split_tokens,
-    unload_all,
-)
+from workbench.providers.llama import check_gguf, continuation_tokens, split_tokens, unload_all
+from workbench.providers.local import LocalProvider
 from workbench.providers.prompts import parse_label, render, render_messages, validate_template
 
 TRIAGE_LABELS = ("billing", "shipping", "technical", "account", "refund", "cancellation", "other")

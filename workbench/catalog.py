@@ -154,7 +154,7 @@ def validate_gguf(path: str | os.PathLike[str]) -> Path:
     Any path can be typed here, so only the first 4 bytes of the file are read, and a file
     that is not a GGUF is refused without showing them: naming a secrets file reveals nothing.
     """
-    from workbench.providers.local import check_gguf  # llama_cpp itself is imported lazily
+    from workbench.providers.llama import check_gguf  # llama_cpp itself is imported lazily
 
     p = Path(path).expanduser()
     with contextlib.suppress(OSError):  # missing or unreadable: check_gguf names the problem

@@ -44,13 +44,14 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
 
 from workbench.errors import WorkbenchError
+from workbench.metrics import json_ready
 from workbench.slicing_stats import SLICE_COLUMNS, check_column
 
 if TYPE_CHECKING:
@@ -154,18 +155,9 @@ class Option:
 
     def as_json(self) -> dict[str, Any]:
         """JSON-ready dict (tuples become lists, NaN and infinity become None)."""
-        out = asdict(self)
-        for key, value in out.items():
-            if isinstance(value, tuple):
-                out[key] = [_clean(v) for v in value]
-            elif isinstance(value, float):
-                out[key] = _clean(value)
+        out = json_ready(self)
         out["rule_text"] = self.rule_text
         return out
-
-
-def _clean(v: Any) -> Any:
-    return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
 def pick_strong(prep: Prepared) -> str:

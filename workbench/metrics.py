@@ -87,14 +87,21 @@ class Metrics:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples become lists, NaN becomes None)."""
-        out = asdict(self)
-        for key, value in out.items():
-            if isinstance(value, tuple):
-                out[key] = [_clean(v) for v in value]
-            elif isinstance(value, float):
-                out[key] = _clean(value)
+        out = json_ready(self)
         out["answered_by"] = dict(self.answered_by)
         return out
+
+
+def json_ready(record: Any) -> dict[str, Any]:
+    """A dataclass of figures as a JSON-ready dict: tuples become lists, NaN and infinity
+    become None (JSON has neither)."""
+    out = asdict(record)
+    for key, value in out.items():
+        if isinstance(value, tuple):
+            out[key] = [_clean(v) for v in value]
+        elif isinstance(value, float):
+            out[key] = _clean(value)
+    return out
 
 
 def _clean(v: float) -> float | None:

@@ -27,7 +27,8 @@ import numpy as np
 from workbench.errors import WorkbenchError
 from workbench.models import ModelSpec
 from workbench.providers.base import Request
-from workbench.providers.local import LocalProvider, continuation_tokens, log_softmax
+from workbench.providers.llama import continuation_tokens, log_softmax
+from workbench.providers.local import LocalProvider
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

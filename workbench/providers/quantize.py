@@ -19,7 +19,7 @@ from pathlib import Path
 
 from workbench.errors import WorkbenchError
 from workbench.extras import require
-from workbench.providers.local import check_gguf
+from workbench.providers.llama import check_gguf
 
 MAX_MODEL_NAME_CHARS = 100
 MAX_FILE_NAME_BYTES = 255  # the limit of common file systems (ext4, APFS, NTFS)
