@@ -213,6 +213,12 @@ class Provenance(_Strict):
     model_files: dict[str, dict[str, Any]] | None = Field(
         default=None, description="local models named by file: model -> {file, sha256, bytes} "
         "(workbench.local_files resolves and checks them)")
+    approval: dict[str, Any] | None = Field(
+        default=None, description="the review that approved this content: policy name, version, "
+        "content hash, reviewer, time and comment (workbench policy approve)")
+    label_set: dict[str, Any] | None = Field(
+        default=None, description="the reviewed label set the metrics were computed against: "
+        "workload, version, reviewers (workbench.reviews)")
 
 
 Preroute = Annotated[RulesPreroute | LearnedPreroute, Field(discriminator="kind")]
