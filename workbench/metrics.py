@@ -5,7 +5,7 @@ Conventions (shared by replay, baselines, tune and the app):
   blank RouterBench cell) is left out; a refused item or a provider error counts as 0.
 - `cost_per_request` is the mean over all items (refused items cost 0).
 - `cost_per_success` = cost_per_request / quality (expected spend per successful task).
-- latency percentiles are over items that were not refused.
+- latency percentiles (p50, p95, p99) are over items that were not refused.
 """
 
 from __future__ import annotations
@@ -79,6 +79,7 @@ class Metrics:
     cost_per_success: float
     latency_p50_ms: float
     latency_p95_ms: float
+    latency_p99_ms: float
     escalation_rate: float
     refusal_rate: float
     error_rate: float
@@ -137,9 +138,10 @@ def aggregate(
     if latency is not None:
         served = np.asarray(latency, dtype=np.float64)[~ref]
         served = served[~np.isnan(served)]
-        p50, p95 = (np.percentile(served, [50, 95]) if served.size else (math.nan, math.nan))
+        p50, p95, p99 = (np.percentile(served, [50, 95, 99]) if served.size
+                         else (math.nan, math.nan, math.nan))
     else:
-        p50 = p95 = math.nan
+        p50 = p95 = p99 = math.nan
     shares: dict[str, float] = {}
     if answered_codes is not None and answered_names:
         counts = np.bincount(answered_codes[answered_codes >= 0], minlength=len(answered_names))
@@ -159,6 +161,7 @@ def aggregate(
         cost_per_success=(mean_c / mean_q) if mean_q and mean_q > 0 else math.inf,
         latency_p50_ms=float(p50),
         latency_p95_ms=float(p95),
+        latency_p99_ms=float(p99),
         escalation_rate=rate(escalated),
         refusal_rate=rate(ref),
         error_rate=rate(errored),
