@@ -27,10 +27,12 @@ from pydantic import (
     ValidationError,
     field_serializer,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
 from workbench.agreement import AgreeOn
+from workbench.data_handling import DataHandling, check_classes
 from workbench.errors import PolicyError
 from workbench.models import ModelSpec
 
@@ -238,6 +240,9 @@ class Policy(_Strict):
     tiers: tuple[Tier, ...]
     fallback: str | None = Field(default=None, description="model answering on a tier's error")
     budgets: Budgets = Budgets()
+    data_handling: DataHandling = Field(
+        default=DataHandling(), description="what the decision log keeps (inputs, outputs, "
+        "retention, loggable data classes); see workbench.data_handling")
     provenance: Provenance | None = None
 
     @model_validator(mode="before")
@@ -285,6 +290,15 @@ class Policy(_Strict):
         """Models as file data: no name (it is the key), fields at their defaults left out."""
         return {name: spec.file_data() for name, spec in models.items()}
 
+    @model_serializer(mode="wrap")
+    def _omit_default_data_handling(self, handler: Any) -> Any:
+        """Default data handling is left out of the file, so older policies keep their text
+        (and content hash) when saved again."""
+        data = handler(self)
+        if isinstance(data, dict) and self.data_handling == DataHandling():
+            data.pop("data_handling", None)
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> Policy:
         known = sorted(self.models)
@@ -318,6 +332,7 @@ class Policy(_Strict):
         for rule in self.governance.rules:
             for name in rule.allowed_models:
                 check(name, f"governance rule {rule.data_class!r} allowed_models")
+        check_classes(self.data_handling, [r.data_class for r in self.governance.rules])
         if isinstance(self.preroute, LearnedPreroute) and self.router is None:
             raise ValueError("preroute: kind 'learned' needs a `router:` section")
         return self

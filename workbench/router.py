@@ -8,8 +8,9 @@ Live differences from replay, by necessity: the cost cap compares an estimate ma
 call (prompt tokens at the input price + max_tokens at the output price), and the strong-share
 cap closes the strong tier online (at most floor(max_strong_share x requests so far) requests
 reach it) where replay ranks the whole workload. Every request appends one JSON line to the
-decision log (no secrets; input text redacted of PII by default) and records the router's own
-overhead (wall time minus time inside provider calls).
+decision log (no secrets; what it keeps of the input and the answer, for how long and for which
+data classes is the policy's `data_handling`) and records the router's own overhead (wall time
+minus time inside provider calls).
 """
 
 from __future__ import annotations
@@ -26,8 +27,15 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+from workbench.data_handling import (
+    TEXT_MODES,
+    DataHandling,
+    TextMode,
+    hash_key,
+    text_fields,
+)
 from workbench.decision_log import DecisionLog, read_log, redact_pii
 from workbench.errors import PolicyError, WorkbenchError
 from workbench.models import ModelSpec
@@ -44,7 +52,7 @@ from workbench.providers.base import (
 )
 from workbench.route_result import Decision, RouteResult, build_trace, call_roles, route_text
 
-LogText = Literal["none", "redacted", "full"]
+LogText = TextMode
 ProviderFactory = Callable[[ModelSpec], Provider]
 # Whether the strong tier is open to one request (request id -> open); the default is the
 # online strong-share counter.
@@ -68,7 +76,9 @@ class PolicyRouter:
     (e.g. max_tokens=16) applied to every one; `configs` replaces some of them as given.
     `strong_gate` replaces the online strong-share counter (a test can close the strong tier
     for the items replay caps); `cost_estimator(model, text)` replaces the pre-call cost
-    estimate the cost cap compares (given the model name and the request)."""
+    estimate the cost cap compares (given the model name and the request). `log_text`
+    replaces the policy's `data_handling.log_inputs` (an operator's override, shown in the
+    summary); everything else the log keeps follows the policy's data handling."""
 
     def __init__(
         self,
@@ -77,7 +87,7 @@ class PolicyRouter:
         configs: Mapping[str, ModelSpec] | None = None,
         log_path: str | os.PathLike[str] | None = None,
         log: bool = True,
-        log_text: LogText = "redacted",
+        log_text: LogText | None = None,
         learned_router: Any = None,
         provider_factory: ProviderFactory = get_provider,
         strong_gate: StrongGate | None = None,
@@ -107,7 +117,16 @@ class PolicyRouter:
                 "workbench.learned trained on the calibration workload)"
             )
         self.learned_router = learned_router
-        self.log_text: LogText = log_text
+        handling = policy.data_handling
+        self.log_text_overridden = log_text is not None and log_text != handling.log_inputs
+        if log_text is not None:
+            if log_text not in TEXT_MODES:
+                raise PolicyError(f"log_text: unknown choice {log_text!r}; choose one of "
+                                  f"{', '.join(TEXT_MODES)}")
+            handling = DataHandling.model_validate(
+                {**handling.model_dump(), "log_inputs": log_text})
+        self.data_handling: DataHandling = handling
+        self.log_text: LogText = handling.log_inputs
         self._factory = provider_factory
         self._strong_gate = strong_gate
         self._cost_estimator = cost_estimator
@@ -121,11 +140,14 @@ class PolicyRouter:
         self._pii_extra = [(r.data_class, p) for r in policy.governance.rules
                            for p in r.patterns]
         self._fingerprint = hashlib.sha256(policy.to_json(indent=None).encode()).hexdigest()[:16]
+        self._hash_key: bytes | None = None
         if log:
             from workbench import settings
 
             path = Path(log_path) if log_path else settings.home() / "decisions.jsonl"
-            self.log: DecisionLog | None = DecisionLog(path)
+            if "hashed" in (handling.log_inputs, handling.log_outputs):
+                self._hash_key = hash_key(handling, path)  # a missing key fails before writing
+            self.log: DecisionLog | None = DecisionLog(path, handling.retention_days)
         else:
             self.log = None
 
@@ -142,6 +164,26 @@ class PolicyRouter:
     def log_path(self) -> Path | None:
         """Where decisions are appended (None when logging is off)."""
         return self.log.path if self.log else None
+
+    def data_handling_summary(self) -> str:
+        """What the decision log keeps, in words (printed by `route` and `serve`)."""
+        return self.data_handling.summary(self.log_path, overridden=self.log_text_overridden)
+
+    def _text_record(self, text: str, output: str | None,
+                     classes: Sequence[str]) -> dict[str, Any]:
+        """The log fields the data handling allows for one request's text and answer: none
+        when one of its data classes may not be logged (the line keeps only the decision)."""
+        dh = self.data_handling
+        withheld = dh.withheld(classes)
+        if withheld:
+            return {"text_withheld": withheld} if dh.keeps_text else {}
+
+        def redact(t: str) -> str:
+            return redact_pii(t, self._pii_extra)
+
+        return {**text_fields("input", dh.log_inputs, text, key=self._hash_key, redact=redact),
+                **text_fields("output", dh.log_outputs, output, key=self._hash_key,
+                              redact=redact)}
 
     def provider(self, name: str) -> Provider:
         """The provider of a policy model (created once, shared across threads)."""
@@ -377,7 +419,6 @@ class PolicyRouter:
                 "request_id": rid,
                 "policy": policy.name,
                 "policy_fingerprint": self._fingerprint,
-                "input_sha256": hashlib.sha256(text.encode()).hexdigest()[:16],
                 "input_chars": len(text),
                 "data_classes": list(classes),
                 "refused": refused is not None,
@@ -399,10 +440,7 @@ class PolicyRouter:
             }
             if predicted is not None:
                 record["predicted"] = dict(predicted)
-            if self.log_text == "full":
-                record["input"] = text
-            elif self.log_text == "redacted":
-                record["input"] = redact_pii(text, self._pii_extra)
+            record.update(self._text_record(text, out_text, classes))
             self.log.write(record)
             log_ms = (time.perf_counter() - t_log) * 1000
         return RouteResult(

@@ -72,8 +72,9 @@ def _router_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log", default=None,
                    help="decision log JSONL (default: decisions.jsonl in the data directory)")
     p.add_argument("--no-log", action="store_true", help="do not write a decision log")
-    p.add_argument("--log-text", choices=("none", "redacted", "full"), default="redacted",
-                   help="request text in the log: none, PII-redacted (default) or full")
+    p.add_argument("--log-text", choices=("none", "redacted", "hashed", "full"), default=None,
+                   help="request text in the log: none, PII-redacted, keyed hash or full "
+                        "(default: the policy's data_handling.log_inputs)")
     p.add_argument("--max-tokens", type=int, default=None, help="override every model's")
     p.add_argument("--models-dir", default=None,
                    help="where local GGUF files named by an exported policy are (default: "
@@ -143,6 +144,7 @@ def cmd_route(args: argparse.Namespace) -> int:
     from workbench.router import route_text
 
     router = _router(args)
+    print(router.data_handling_summary(), file=sys.stderr)
     try:
         labels = [x.strip() for x in args.labels.split(",") if x.strip()] if args.labels else None
         result = router.complete(args.prompt, task_type=args.task_type, labels=labels,
@@ -180,7 +182,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise
     auth = f"bearer token from ${args.token_env}" if token else "no token"
     print(f"serving policy {router.policy.name!r} at {server.base_url} ({auth}; "
-          f"decision log: {router.log_path or 'off'}); Ctrl-C stops", flush=True)
+          f"decision log: {router.log_path or 'off'}); Ctrl-C stops")
+    print(router.data_handling_summary(), flush=True)
     try:
         server.serve_forever()
     finally:
