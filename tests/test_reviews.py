@@ -1,0 +1,339 @@
+"""Quality without gold labels (issue 15 item 5): silver references, the versioned label set of
+reviews (append-only, concurrent saves), replay/report/export recomputed from reviews, the
+review queue, bad input, the CLI and the Review page (AppTest)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from workbench import label_quality as lq
+from workbench import review_queue as rq
+from workbench import reviews as rv
+from workbench.errors import NotFoundError, WorkbenchError
+from workbench.policy import single
+from workbench.replay import evaluate_workload
+from workbench.store import Store
+from workbench.workloads.samples import SUPPORT_LABELS, load_samples
+
+WL = "support-triage"
+N = 40
+MODELS = {"cheap": (0.0001, 0.55), "mid": (0.001, 0.75), "strong": (0.01, 0.92)}
+
+
+def phrase(label: str, k: int) -> str:
+    """Answers as models write them (the label inside a sentence), so scoring must read them."""
+    return (f"The category is {label}.", f"{label.upper()}", f"Category: {label}",
+            f"I think this is about {label}")[k % 4]
+
+
+def record(store: Store, n: int = N, seed: int = 7) -> pl.DataFrame:
+    """Outcomes of three models on the first `n` items of the support-triage sample, each right
+    with its own probability, with a confidence signal, scored against gold as the runner does."""
+    load_samples(store, [WL])
+    items = store.items(WL).head(n)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for j, (model, (cost, p_right)) in enumerate(MODELS.items()):
+        for k, (iid, gold) in enumerate(zip(items["item_id"], items["reference"], strict=True)):
+            right = rng.random() < p_right
+            label = gold if right else str(rng.choice([x for x in SUPPORT_LABELS if x != gold]))
+            rows.append({"item_id": iid, "model": model, "output": phrase(label, k + j),
+                         "quality": float(right), "cost_usd": cost, "latency_ms": 100.0 * (j + 1),
+                         "confidence": float(np.round(rng.uniform(0.6, 1.0), 3))})
+    store.write_outcomes(WL, pl.DataFrame(rows))
+    return items
+
+
+def predicted(output: str) -> str:
+    """The label an answer names (independent of the scorer: the test's own reading)."""
+    low = output.lower()
+    return next(lab for lab in SUPPORT_LABELS if lab in low)
+
+
+# -- silver references --------------------------------------------------------------------------
+def test_silver_scores_every_model_as_agreement_with_the_reference(store: Store) -> None:
+    record(store)
+    out = store.outcomes(WL)
+    scored = lq.quality_outcomes(store, WL, silver="strong")
+    assert scored.basis.describe() == "agreement with strong, not accuracy"
+    assert scored.basis.as_json()["silver_reference"] == "strong"
+    ref = {r["item_id"]: predicted(r["output"])
+           for r in out.filter(pl.col("model") == "strong").iter_rows(named=True)}
+    for model in MODELS:
+        mine = out.filter(pl.col("model") == model)
+        expected = np.mean([predicted(o) == ref[i]
+                            for i, o in zip(mine["item_id"], mine["output"], strict=True)])
+        got = scored.outcomes.filter(pl.col("model") == model)["quality"].mean()
+        assert got == pytest.approx(expected), model
+    # the reference agrees with itself; the stored (gold) quality is untouched
+    assert scored.outcomes.filter(pl.col("model") == "strong")["quality"].min() == 1.0
+    assert store.outcomes(WL).equals(out)
+
+
+def test_silver_leaves_items_without_a_reference_answer_unscored(store: Store) -> None:
+    record(store)
+    first = store.items(WL)["item_id"][0]
+    store.write_outcomes(WL, pl.DataFrame({"item_id": [first], "model": ["strong"],
+                                           "output": [None], "error": ["timeout"],
+                                           "quality": [0.0], "cost_usd": [0.01]}))
+    scored = lq.quality_outcomes(store, WL, silver="strong")
+    assert scored.basis.n_silver_missing == 1
+    assert scored.outcomes.filter(pl.col("item_id") == first)["quality"].null_count() == 3
+
+
+def test_silver_on_numeric_answers_reuses_the_numeric_scorer(store: Store) -> None:
+    load_samples(store, ["arithmetic-qa"])
+    ids = store.items("arithmetic-qa").head(4)["item_id"].to_list()
+    outs = {"a": ["12", "The answer is 1,000.", "7", "x"],
+            "b": ["12.0", "1000", "8", "y"]}
+    store.write_outcomes("arithmetic-qa", pl.DataFrame([
+        {"item_id": i, "model": m, "output": o, "quality": None, "cost_usd": 0.0}
+        for m, col in outs.items() for i, o in zip(ids, col, strict=True)]))
+    scored = lq.quality_outcomes(store, "arithmetic-qa", silver="b").outcomes
+    q = dict(zip(scored.filter(pl.col("model") == "a")["item_id"],
+                 scored.filter(pl.col("model") == "a")["quality"], strict=True))
+    assert [q[i] for i in ids] == [1.0, 1.0, 0.0, 0.0]
+
+
+def test_a_reference_model_without_answers_is_refused_and_writes_nothing(store: Store) -> None:
+    record(store)
+    before = store.outcomes_version(WL)
+    with pytest.raises(NotFoundError, match="'ghost' has no answers.*cheap, mid, strong"):
+        lq.quality_outcomes(store, WL, silver="ghost")
+    # a model whose every call failed has rows but no answers
+    ids = store.items(WL).head(N)["item_id"].to_list()
+    store.write_outcomes(WL, pl.DataFrame({"item_id": ids, "model": "broken", "output": None,
+                                           "error": "rate limited", "quality": 0.0,
+                                           "cost_usd": 0.0}))
+    before = store.outcomes_version(WL)
+    with pytest.raises(NotFoundError, match="reference model 'broken' has no answers"):
+        lq.quality_outcomes(store, WL, silver="broken")
+    assert store.outcomes_version(WL) == before
+    with pytest.raises(NotFoundError, match="unknown workload 'nope'"):
+        lq.quality_outcomes(store, "nope", silver="strong")
+
+
+# -- the label set --------------------------------------------------------------------------
+def test_every_save_is_a_new_version_with_reviewer_and_time(store: Store) -> None:
+    record(store)
+    iid = store.items(WL)["item_id"][0]
+    a = rv.save_review(store, WL, iid, reviewer="ana", model="cheap", verdict=True)
+    b = rv.save_review(store, WL, iid, reviewer="bo", model="cheap", verdict=False)
+    c = rv.save_review(store, WL, iid, reviewer="ana", answer="billing")
+    assert (a.version, b.version, c.version) == (1, 2, 3)
+    assert a.output == store.outcomes(WL).filter(
+        (pl.col("item_id") == iid) & (pl.col("model") == "cheap"))["output"][0]
+    assert rv.latest_version(store, WL) == 3
+    v1, v2 = rv.label_set(store, WL, 1), rv.label_set(store, WL, 2)
+    assert v1.verdicts["verdict"].to_list() == [True]
+    assert v2.verdicts["verdict"].to_list() == [False]  # the later save wins
+    latest = rv.label_set(store, WL)
+    assert latest.version == 3 and latest.reviewers == ("ana", "bo")
+    assert latest.answers.to_dicts() == [{"item_id": iid, "answer": "billing"}]
+    assert latest.as_provenance() == {"workload": WL, "version": 3, "reviewers": ["ana", "bo"],
+                                      "n_reviews": 3, "n_items": 1}
+    history = rv.reviews(store, WL)
+    assert history["version"].to_list() == [3, 2, 1]  # nothing overwritten
+    assert history["created"].null_count() == 0
+    assert "bo marked cheap's answer wrong" in b.describe()
+
+
+def test_two_reviewers_saving_the_same_item_at_once_both_keep_their_saves(
+        store: Store) -> None:
+    record(store)
+    iid = store.items(WL)["item_id"][3]
+    rv.ensure_schema(store)
+    per_thread = 15
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def reviewer(name: str, verdict: bool) -> None:
+        try:
+            barrier.wait(timeout=60)
+            for _ in range(per_thread):
+                rv.save_review(store, WL, iid, reviewer=name, model="mid", verdict=verdict)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assert below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reviewer, args=(n, v))
+               for n, v in (("ana", True), ("bo", False))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors, errors
+    saved = rv.reviews(store, WL)
+    assert sorted(saved["version"].to_list()) == list(range(1, 2 * per_thread + 1))
+    assert saved.group_by("reviewer").len().sort("reviewer").rows() == [
+        ("ana", per_thread), ("bo", per_thread)]
+    # the label set's verdict is the save with the highest version
+    top = saved.sort("version")[-1]
+    assert rv.label_set(store, WL).verdicts["verdict"][0] == top["verdict"][0]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"item_id": "st-9999", "model": "cheap", "verdict": True},
+     "item 'st-9999' is not in workload"),
+    ({"item_id": None, "model": "ghost", "verdict": True}, "model 'ghost' has no recorded"),
+    ({"item_id": None, "answer": "  "}, "written answer is empty"),
+    ({"item_id": None, "model": "cheap", "verdict": None}, "right or wrong"),
+    ({"item_id": None, "model": "cheap", "verdict": True, "answer": "x"}, "not both"),
+    ({"item_id": None, "answer": "billing", "reviewer": " "}, "reviewer's name"),
+])
+def test_bad_reviews_are_refused_and_write_nothing(store: Store, kwargs: dict,
+                                                   message: str) -> None:
+    record(store)
+    kwargs = dict(kwargs)
+    kwargs["item_id"] = kwargs["item_id"] or store.items(WL)["item_id"][0]
+    reviewer = kwargs.pop("reviewer", "ana")
+    iid = kwargs.pop("item_id")
+    with pytest.raises(WorkbenchError, match=message):
+        rv.save_review(store, WL, iid, reviewer=reviewer, **kwargs)
+    assert rv.latest_version(store, WL) == 0
+
+
+def test_reviews_of_a_deleted_workload_or_item_are_refused(store: Store) -> None:
+    record(store)
+    iid = store.items(WL)["item_id"][0]
+    rv.save_review(store, WL, iid, reviewer="ana", answer="billing")
+    store.delete_workload(WL)
+    with pytest.raises(NotFoundError, match="unknown workload 'support-triage'"):
+        rv.save_review(store, WL, iid, reviewer="ana", answer="billing")
+    with pytest.raises(NotFoundError, match="unknown workload"):
+        rv.label_set(store, WL)
+    # loaded again with the same content, the earlier reviews still describe these items
+    record(store)
+    assert rv.label_set(store, WL).answers["answer"].to_list() == ["billing"]
+    with pytest.raises(NotFoundError, match="no label-set version 5"):
+        rv.label_set(store, WL, 5)
+    with pytest.raises(WorkbenchError, match="a number or 'latest'"):
+        rv.label_set(store, WL, "newest")
+
+
+# -- quality and replay recomputed from reviews ---------------------------------------------
+def test_one_flipped_answer_changes_the_policy_quality_by_exactly_one_over_n(
+        store: Store) -> None:
+    record(store)
+    n = store.recorded_items(WL).height
+    before = evaluate_workload(store, WL, single("cheap")).metrics.quality
+    out = store.outcomes(WL).filter(pl.col("model") == "cheap")
+    right = out.filter(pl.col("quality") == 1.0)["item_id"][0]
+    wrong = out.filter(pl.col("quality") == 0.0)["item_id"][0]
+    rv.save_review(store, WL, right, reviewer="ana", model="cheap", verdict=False)
+    v1 = evaluate_workload(store, WL, single("cheap"), label_set="latest").metrics.quality
+    assert v1 == pytest.approx(before - 1 / n, abs=1e-12)
+    rv.save_review(store, WL, wrong, reviewer="bo", model="cheap", verdict=True)
+    v2 = evaluate_workload(store, WL, single("cheap"), label_set=2).metrics.quality
+    assert v2 == pytest.approx(before, abs=1e-12)
+    # version 1 is still there to replay against
+    assert evaluate_workload(store, WL, single("cheap"), label_set=1).metrics.quality == \
+        pytest.approx(v1, abs=1e-12)
+    # the stored quality never changed
+    assert evaluate_workload(store, WL, single("cheap")).metrics.quality == before
+
+
+def test_a_written_answer_rescores_every_model_on_a_workload_without_gold(
+        store: Store) -> None:
+    ids = [f"q{i}" for i in range(5)]
+    items = pl.DataFrame({"item_id": ids, "input": [f"ticket {i}" for i in range(5)]})
+    store.add_workload_frame("mine", items, task_type="classification", source="upload",
+                             label_set=list(SUPPORT_LABELS))
+    store.write_outcomes("mine", pl.DataFrame([
+        {"item_id": i, "model": m, "output": o, "cost_usd": c}
+        for m, o, c in (("cheap", "The category is refund.", 0.001),
+                        ("strong", "billing", 0.01)) for i in ids]))
+    assert store.outcomes("mine")["quality"].null_count() == 10  # nothing to score against
+    rv.save_review(store, "mine", "q0", reviewer="ana", answer="Billing")
+    scored = lq.quality_outcomes(store, "mine", label_set="latest")
+    q0 = scored.outcomes.filter(pl.col("item_id") == "q0").sort("model")
+    assert q0["quality"].to_list() == [0.0, 1.0]
+    assert scored.basis.n_relabelled == 2
+    # a verdict on the answer as recorded beats the written answer
+    rv.save_review(store, "mine", "q0", reviewer="bo", model="cheap", verdict=True)
+    q0 = lq.quality_outcomes(store, "mine", label_set="latest").outcomes.filter(
+        pl.col("item_id") == "q0").sort("model")
+    assert q0["quality"].to_list() == [1.0, 1.0]
+    # a re-run that changed the answer drops the stale verdict (the written answer holds)
+    store.write_outcomes("mine", pl.DataFrame({"item_id": ["q0"], "model": ["cheap"],
+                                               "output": ["shipping"], "cost_usd": [0.001]}))
+    q0 = lq.quality_outcomes(store, "mine", label_set="latest").outcomes.filter(
+        pl.col("item_id") == "q0").sort("model")
+    assert q0["quality"].to_list() == [0.0, 1.0]
+
+
+def test_silver_and_label_set_together_say_both(store: Store) -> None:
+    record(store)
+    iid = store.items(WL)["item_id"][0]
+    rv.save_review(store, WL, iid, reviewer="ana", model="cheap", verdict=True)
+    basis = lq.quality_outcomes(store, WL, silver="strong", label_set=1).basis
+    assert basis.describe().startswith("agreement with strong, not accuracy; corrected by "
+                                       "label set v1 of support-triage")
+
+
+def test_report_and_export_provenance_follow_the_label_set(store: Store, tmp_path: Path
+                                                           ) -> None:
+    from workbench.export import export_policy, provenance_from_store
+    from workbench.headline import HeadlineSettings
+    from workbench.policy import Policy
+    from workbench.report import ReportSettings, build_report
+
+    record(store)
+    settings = ReportSettings(headline=HeadlineSettings(n_boot=50))
+    gold = build_report(store, WL, settings)
+    assert gold.basis is None and gold.as_json()["quality_basis"] is None
+    silver = build_report(store, WL, settings, silver="strong")
+    assert silver.as_json()["quality_basis"]["basis"] == "agreement with strong, not accuracy"
+    row = silver.models.filter(pl.col("model") == "strong")
+    assert row["quality"][0] == 1.0
+
+    cheap = store.outcomes(WL).filter((pl.col("model") == "cheap") & (pl.col("quality") == 1))
+    rv.save_review(store, WL, cheap["item_id"][0], reviewer="ana", model="cheap", verdict=False)
+    policy = single("cheap")
+    plain = provenance_from_store(policy, store, WL)
+    reviewed = provenance_from_store(policy, store, WL, label_set="latest")
+    assert plain.provenance is not None and plain.provenance.label_set is None
+    assert reviewed.provenance is not None
+    assert reviewed.provenance.label_set == {"workload": WL, "version": 1, "reviewers": ["ana"],
+                                             "n_reviews": 1, "n_items": 1}
+    n = store.recorded_items(WL).height
+    assert reviewed.provenance.train_metrics["quality"] == pytest.approx(
+        plain.provenance.train_metrics["quality"] - 1 / n)
+    path = export_policy(reviewed, tmp_path / "p.yaml")
+    again = Policy.from_file(path)
+    assert again.provenance is not None and again.provenance.label_set["version"] == 1
+
+
+# -- the queue ------------------------------------------------------------------------------
+def test_queue_puts_confident_wrong_cheap_answers_first_and_skips_reviewed(
+        store: Store) -> None:
+    record(store)
+    out = store.outcomes(WL)
+    queue = rq.build_queue(store, WL, min_confidence=0.9)
+    assert queue.cheap == "cheap" and queue.agree_on == "label"
+    cheap = out.filter(pl.col("model") == "cheap")
+    cw = set(cheap.filter((pl.col("confidence") >= 0.9) & (pl.col("quality") < 0.5))["item_id"])
+    labels = out.with_columns(pl.col("output").map_elements(predicted, return_dtype=pl.String))
+    disagree = set(labels.group_by("item_id").agg(pl.col("output").n_unique().alias("k"))
+                   .filter(pl.col("k") > 1)["item_id"])
+    assert set(queue.items["item_id"]) == cw | disagree
+    head = queue.items.head(len(cw))
+    assert set(head["item_id"]) == cw
+    assert head["cheap_confidence"].to_list() == sorted(head["cheap_confidence"], reverse=True)
+    first = queue.items["item_id"][0]
+    rv.save_review(store, WL, first, reviewer="ana", answer="billing")
+    again = rq.build_queue(store, WL, min_confidence=0.9)
+    assert first not in set(again.items["item_id"])
+    assert again.size == queue.size - 1
+    view = rq.item_view(store, WL, first, silver="strong")
+    assert view.written_answer == "billing" and view.silver_model == "strong"
+    assert view.answers["model"].to_list() == ["cheap", "mid", "strong"]
+    assert view.history.height == 1
+    with pytest.raises(NotFoundError, match="'zz' is not in workload"):
+        rq.item_view(store, WL, "zz")
+    with pytest.raises(NotFoundError, match="model 'ghost' has no answers"):
+        rq.build_queue(store, WL, cheap="ghost")
