@@ -235,14 +235,25 @@ def provenance_from_store(
     study: str | None = None,
     trial: int | None = None,
     seed: int = 0,
+    label_set: int | str | None = None,
 ) -> Policy:
     """Provenance filled from a stored workload: its fingerprint and replay metrics (with CIs)
-    on the train items and, when `holdout_ids` is given, on the holdout items."""
+    on the train items and, when `holdout_ids` is given, on the holdout items. With
+    `label_set` (a reviewed version or 'latest'), quality comes from those reviews and the
+    provenance names the label-set version (workbench.label_quality)."""
     from workbench.replay import replay
 
     info = store.workload(workload)
     items = store.recorded_items(workload)
     outcomes = store.outcomes(workload, policy.used_models)
+    label_info = None
+    if label_set is not None:
+        from workbench.label_quality import quality_outcomes
+
+        scored = quality_outcomes(store, workload, label_set=label_set,
+                                  models=policy.used_models)
+        outcomes = scored.outcomes
+        label_info = scored.basis.label_set.as_provenance() if scored.basis.label_set else None
     train_metrics = holdout_metrics = None
     if holdout_ids:
         import polars as pl
@@ -254,10 +265,15 @@ def provenance_from_store(
         train_metrics, holdout_metrics = train.summary(), test.summary()
     else:
         train_metrics = replay(policy, items, outcomes, seed=seed).summary()
-    return with_provenance(
+    policy = with_provenance(
         policy, workload=workload, workload_fingerprint=info.fingerprint, study=study,
         trial=trial, train_metrics=train_metrics, holdout_metrics=holdout_metrics,
     )
+    if label_info is None:
+        return policy
+    assert policy.provenance is not None
+    return policy.model_copy(update={"provenance": policy.provenance.model_copy(
+        update={"label_set": label_info})})
 
 
 def policy_text(policy: Policy, fmt: str = "yaml") -> str:

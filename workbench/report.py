@@ -58,6 +58,8 @@ class Report:
     failures: pl.DataFrame  # workbench.failures.failure_table
     # the indexed arrays, kept so a what-if recomputes the headline alone
     prepared: Prepared | None = field(default=None, repr=False, compare=False)
+    # what quality means here when it is not the stored quality (workbench.label_quality)
+    basis: dict[str, Any] | None = None
 
     def what_if(self, **changes: Any) -> Report:
         """This report with headline settings changed (keep_quality, requests_per_day, mix,
@@ -109,6 +111,7 @@ class Report:
             "flagged_slices": _rows(self.flagged()),
             "slices": _rows(self.slices),
             "failures": _rows(self.failures),
+            "quality_basis": self.basis,
         }
 
 
@@ -190,15 +193,24 @@ def report_from_frames(
     )
 
 
-def build_report(store: Store, workload: str, settings: ReportSettings | None = None
-                 ) -> Report:
-    """The report of a stored workload (items with at least one outcome)."""
+def build_report(store: Store, workload: str, settings: ReportSettings | None = None, *,
+                 silver: str | None = None, label_set: int | str | None = None) -> Report:
+    """The report of a stored workload (items with at least one outcome); with `silver` (a
+    reference model) and/or `label_set` (a reviewed version), quality comes from
+    `workbench.label_quality` and the report's `basis` says so."""
     settings = settings or ReportSettings()
     settings.validate()
     info = store.workload(workload)
-    return report_from_frames(
-        store.recorded_items(workload), store.outcomes(workload), settings,
+    outcomes, basis = store.outcomes(workload), None
+    if silver is not None or label_set is not None:
+        from workbench.label_quality import quality_outcomes
+
+        scored = quality_outcomes(store, workload, silver=silver, label_set=label_set)
+        outcomes, basis = scored.outcomes, scored.basis.as_json()
+    report = report_from_frames(
+        store.recorded_items(workload), outcomes, settings,
         workload=workload, task_type=info.task_type, label_set=info.label_set)
+    return replace(report, basis=basis) if basis is not None else report
 
 
 def with_headline(settings: ReportSettings, **changes: Any) -> ReportSettings:

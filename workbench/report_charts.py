@@ -194,6 +194,8 @@ def report_html(report: Report) -> str:
     parts = [
         f"<h1>Routing report: {html.escape(report.workload)}</h1>",
         f'<p class="headline">{html.escape(report.sentence)}</p>',
+        *([f'<p><b>Quality here is {html.escape(report.basis["basis"])}.</b></p>']
+          if report.basis else []),
         "<p class=\"small\">"
         f"{report.n_items:,} items; strong model {html.escape(report.strong)}; quality kept "
         f">= {h.keep_quality:.0%}; {h.requests_per_day:,.0f} requests/day, 30-day month; "

@@ -184,11 +184,18 @@ def evaluate_single(
 
 
 def evaluate_workload(
-    store: Any, workload: str, policy: Policy, *, router: Any = None, seed: int = 0
+    store: Any, workload: str, policy: Policy, *, router: Any = None, seed: int = 0,
+    silver: str | None = None, label_set: int | str | None = None,
 ) -> ReplayResult:
-    """Replay `policy` over a stored workload's recorded items (those with any outcome)."""
-    return replay(policy, store.recorded_items(workload), store.outcomes(workload), router=router,
-                  seed=seed)
+    """Replay `policy` over a stored workload's recorded items (those with any outcome); with
+    `silver` (a reference model) and/or `label_set` (a reviewed version or 'latest'), quality
+    comes from `workbench.label_quality.quality_outcomes` instead of the stored column."""
+    outcomes = store.outcomes(workload)
+    if silver is not None or label_set is not None:
+        from workbench.label_quality import quality_outcomes
+
+        outcomes = quality_outcomes(store, workload, silver=silver, label_set=label_set).outcomes
+    return replay(policy, store.recorded_items(workload), outcomes, router=router, seed=seed)
 
 
 def sweep(
