@@ -4,9 +4,9 @@
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
-# Everything: the app, local GGUF models, tuning and the test tools. A production router needs
-# none of these extras: `pip install .` (see README).
-EXTRAS := app,local,tune,dev
+# Everything: the app, local GGUF models, tuning (with the PostgreSQL driver for shared studies)
+# and the test tools. A production router needs none of these extras: `pip install .` (see README).
+EXTRAS := app,local,tune,postgres,dev
 # llama.cpp is built for a fixed instruction set (AVX2/FMA/F16C on x86-64), not -march=native:
 # the same kernels, hence the same numerics, on every CPU that runs it, and none of the
 # AVX-512/AMX paths that differ by machine (AMX tiles die with SIGILL on some VMs). Built once

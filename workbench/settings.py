@@ -67,6 +67,13 @@ SETTINGS: tuple[Setting, ...] = (
         "0",
         "CPU threads for local inference; 0 means all cores.",
     ),
+    Setting(
+        "WORKBENCH_TUNE_STALE_S",
+        "120",
+        "Seconds after which a tuning trial whose worker stopped sending heartbeats (it "
+        "crashed or was killed) is marked failed; workers send one every quarter of this; "
+        "0 turns heartbeats off.",
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}

@@ -48,7 +48,8 @@ _REAL_URLS: dict[str, str] = {}
 
 def open_storage(url: str) -> Any:
     """An Optuna storage for `url` (':memory:' = one process-wide in-memory storage; SQLite
-    gets a long busy timeout so several worker processes can share one file)."""
+    gets a long busy timeout so several worker processes can share one file). RDB storages
+    get Optuna's trial heartbeat, so a trial left running by a dead worker is failed later."""
     import optuna
 
     url = _REAL_URLS.get(url, url)
@@ -58,21 +59,95 @@ def open_storage(url: str) -> Any:
     sqlite = url.startswith("sqlite")
     if sqlite:
         kwargs = {"connect_args": {"timeout": 120}}
+    elif url.startswith("postgresql"):  # an unreachable host fails in seconds, not minutes
+        kwargs = {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}
     last: Exception | None = None
     for attempt in range(5):
         try:
-            storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+            with warnings.catch_warnings():  # the heartbeat is "experimental" since 2.9
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs, **_heartbeat())
             if sqlite:
                 _sqlite_wal(storage.engine)
             return storage
         except Exception as exc:  # workers starting together race to create the schema
             last = exc
-            if "IntegrityError" not in type(exc).__name__ and "locked" not in str(exc):
+            text = str(exc)
+            if ("IntegrityError" not in type(exc).__name__ and "locked" not in text
+                    and "already exists" not in text):
                 break
             time.sleep(0.2 * (attempt + 1))
     assert last is not None
-    raise WorkbenchError(f"cannot open study storage {_redact(url)}: "
-                         f"{type(last).__name__}: {str(last).splitlines()[0]}") from None
+    raise WorkbenchError(_open_error(url, last)) from None
+
+
+# how long a connection attempt to a database server may take before it counts as unreachable
+CONNECT_TIMEOUT_S = 10
+
+
+def _heartbeat() -> dict[str, Any]:
+    """Optuna's heartbeat settings from WORKBENCH_TUNE_STALE_S: every worker records a
+    heartbeat for its running trial every quarter of that period; a RUNNING trial whose
+    heartbeat is older than the period (its worker died) is marked FAIL when any worker next
+    starts a trial or opens the study. 0 turns the heartbeat off."""
+    from workbench import settings
+
+    raw = settings.get("WORKBENCH_TUNE_STALE_S")
+    try:
+        stale = int(raw)
+        if stale < 0:
+            raise ValueError
+    except ValueError:
+        raise WorkbenchError(f"WORKBENCH_TUNE_STALE_S must be a whole number of seconds (0 "
+                             f"turns the heartbeat off), got {raw!r}") from None
+    if stale == 0:
+        return {}
+    return {"heartbeat_interval": max(1, stale // 4), "grace_period": stale}
+
+
+def fail_stale_trials(study: Any) -> None:
+    """Mark trials of workers that stopped sending heartbeats FAIL (Optuna also does this
+    before each new trial; calling it on opening covers a run that adds no trial)."""
+    import optuna
+
+    _quiet_optuna()
+    optuna.storages.fail_stale_trials(study)
+
+
+def _open_error(url: str, exc: Exception) -> str:
+    """A one-line reason the storage cannot be opened, with the URL's password masked and
+    never echoed by the driver's message either."""
+    where = _redact(url)
+    cause: BaseException | None = exc
+    while cause is not None:  # SQLAlchemy wraps the missing driver module in an ImportError
+        if isinstance(cause, ModuleNotFoundError) and cause.name:
+            how = {"psycopg": "pip install 'workbench[postgres]'",
+                   "psycopg2": "pip install psycopg2-binary, or write the URL as "
+                               "postgresql+psycopg://... and pip install 'workbench[postgres]'",
+                   }.get(cause.name.split(".")[0], "install it into this environment")
+            return (f"the study storage {where} needs the database driver {cause.name!r}, "
+                    f"which is not installed: {how}")
+        cause = cause.__cause__
+    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    detail = detail.replace("(psycopg.OperationalError) ", "").replace(
+        "(psycopg2.OperationalError) ", "")
+    password = _password(url)
+    if password:
+        detail = detail.replace(password, "***")
+    if "OperationalError" in type(exc).__name__:
+        return (f"cannot connect to the study storage {where}: {detail} (check that the "
+                "database server is running and reachable, and the user, password and "
+                "database name in the URL)")
+    return f"cannot open study storage {where}: {type(exc).__name__}: {detail}"
+
+
+def _password(url: str) -> str | None:
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).password or None
+    except Exception:
+        return None
 
 
 def _sqlite_wal(engine: Any) -> None:

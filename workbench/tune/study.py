@@ -26,6 +26,7 @@ from workbench.tune.storage import (
     _quiet_optuna,
     _record_study,
     _redact,
+    fail_stale_trials,
     open_storage,
     storage_url,
 )
@@ -111,6 +112,7 @@ def _open_study(problem: Problem, url: str) -> Any:
     except Exception as exc:
         raise WorkbenchError(f"cannot open study {name!r} in {_redact(url)}: {exc}") from None
     _check_or_set_attrs(study, attrs)
+    fail_stale_trials(study)  # trials left running by workers that died
     if existing == 0 and problem.space and s.worker == 0:  # one worker seeds the base point
         values = {p.path: _get_path(problem.base, p.path) for p in problem.space}
         study.enqueue_trial({k: v for k, v in values.items() if _in_range(problem.space, k, v)},
@@ -133,6 +135,7 @@ def _objective(problem: Problem) -> Callable[[Any], Any]:
         worst[-1] = 1e9
 
     def objective_fn(trial: Any) -> Any:
+        trial.set_user_attr("worker", problem.settings.worker)  # whose trial, if it goes stale
         values = {p.path: p.suggest(trial) for p in problem.space}
         try:
             policy = apply_params(problem.base, values, problem.specs)
