@@ -26,16 +26,24 @@ def distribution(items: pl.DataFrame, column: str, title: str | None = None) -> 
 def cost_quality(points: pl.DataFrame, *, x: str = "cost_per_request", y: str = "quality",
                  label: str = "model", highlight: Sequence[str] = (),
                  title: str = "Quality against cost per request") -> go.Figure:
-    """Scatter of quality against cost with one labelled point per row (models, policies)."""
+    """Scatter of quality against cost with one labelled point per row (models, policies).
+    The quality axis starts at 0, and rows with `quality_lo`/`quality_hi` get their interval
+    as error bars, so differences inside the noise do not look large."""
     frame = points.to_pandas()
+    bars = {}
+    if y == "quality" and {"quality_lo", "quality_hi"} <= set(frame.columns):
+        bars = {"error_y": frame["quality_hi"] - frame[y],
+                "error_y_minus": frame[y] - frame["quality_lo"]}
     fig = px.scatter(frame, x=x, y=y, text=label, title=title,
-                     labels={x: "cost per request (USD)", y: "quality"})
+                     labels={x: "cost per request (USD)", y: "quality"}, **bars)
     fig.update_traces(textposition="top center", marker={"size": 11})
     if highlight:
         sub = frame[frame[label].isin(list(highlight))]
         fig.add_trace(go.Scatter(x=sub[x], y=sub[y], mode="markers", name="selected",
                                  marker={"size": 16, "symbol": "star", "color": "#dc2626"}))
     fig.update_layout(height=420, margin={"l": 10, "r": 10, "t": 40, "b": 10}, showlegend=False)
+    if y == "quality":
+        fig.update_yaxes(rangemode="tozero")
     return fig
 
 
@@ -67,6 +75,6 @@ def sweep(frame: pl.DataFrame, param: str, singles: pl.DataFrame | None = None,
     fig.update_layout(title=title or f"Quality and cost as {param} varies", height=420,
                       margin={"l": 10, "r": 10, "t": 40, "b": 10})
     fig.update_xaxes(title_text=param)
-    fig.update_yaxes(title_text="quality", secondary_y=False)
+    fig.update_yaxes(title_text="quality", rangemode="tozero", secondary_y=False)
     fig.update_yaxes(title_text="USD per request", secondary_y=True)
     return fig
