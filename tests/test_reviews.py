@@ -337,3 +337,102 @@ def test_queue_puts_confident_wrong_cheap_answers_first_and_skips_reviewed(
         rq.item_view(store, WL, "zz")
     with pytest.raises(NotFoundError, match="model 'ghost' has no answers"):
         rq.build_queue(store, WL, cheap="ghost")
+
+
+# -- the command line -----------------------------------------------------------------------
+def test_cli_agreement_queue_save_versions_and_replay(home: Path, store: Store,
+                                                      capsys: pytest.CaptureFixture[str]
+                                                      ) -> None:
+    import json
+
+    from workbench.cli import main
+
+    record(store)
+    h = ["--home", str(home)]
+    assert main(["labels", "agreement", "--workload", WL, "--reference", "strong", "--json",
+                 *h]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["basis"] == "agreement with strong, not accuracy"
+    assert {r["model"]: r["quality"] for r in got["models"]}["strong"] == 1.0
+    assert main(["labels", "agreement", "--workload", WL, "--reference", "strong", *h]) == 0
+    text = capsys.readouterr().out
+    assert "agreement with strong, not accuracy" in text and "(reference)" in text
+
+    assert main(["labels", "queue", "--workload", WL, "--json", *h]) == 0
+    queue = json.loads(capsys.readouterr().out)
+    first = queue["items"][0]["item_id"]
+    assert queue["cheap"] == "cheap" and queue["size"] == len(queue["items"])
+
+    before = json.loads(_run_json(main, ["evaluate", "--workload", WL, "--single", "cheap",
+                                         *h], capsys))["quality"]
+    wrong_or_right = store.outcomes(WL).filter(
+        (pl.col("model") == "cheap") & (pl.col("item_id") == first))["quality"][0]
+    flag = "--wrong" if wrong_or_right == 1.0 else "--right"
+    assert main(["labels", "save", "--workload", WL, "--item", first, "--reviewer", "ana",
+                 flag, "cheap", *h]) == 0
+    assert "v1: ana marked cheap's answer" in capsys.readouterr().out
+    after = json.loads(_run_json(main, ["evaluate", "--workload", WL, "--single", "cheap",
+                                        "--label-set", "latest", *h], capsys))["quality"]
+    n = store.recorded_items(WL).height
+    assert after - before == pytest.approx((1 if flag == "--right" else -1) / n)
+    assert main(["labels", "versions", "--workload", WL, *h]) == 0
+    assert f"item {first}" in capsys.readouterr().out
+
+    assert main(["report", "--workload", WL, "--silver", "strong", "--n-boot", "50", *h]) == 0
+    assert capsys.readouterr().out.startswith(
+        "quality here is agreement with strong, not accuracy")
+
+
+def _run_json(main: object, argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    assert main([*argv, "--json"]) == 0  # type: ignore[operator]
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["labels", "agreement", "--workload", WL, "--reference", "ghost"],
+     "reference model 'ghost' has no answers"),
+    (["labels", "agreement", "--workload", "nope", "--reference", "strong"],
+     "unknown workload 'nope'"),
+    (["labels", "save", "--workload", WL, "--item", "st-9999", "--reviewer", "ana",
+      "--answer", "billing"], "item 'st-9999' is not in workload"),
+    (["labels", "save", "--workload", "nope", "--item", "st-0001", "--reviewer", "ana",
+      "--answer", "billing"], "unknown workload 'nope'"),
+    (["evaluate", "--workload", WL, "--single", "cheap", "--label-set", "3"],
+     "has no label-set version 3"),
+    (["report", "--workload", WL, "--silver", "ghost"], "reference model 'ghost'"),
+])
+def test_cli_bad_input_is_one_line_and_writes_nothing(home: Path, store: Store,
+                                                      capsys: pytest.CaptureFixture[str],
+                                                      argv: list[str], message: str) -> None:
+    from workbench.cli import main
+
+    record(store)
+    before = store.outcomes_version(WL)
+    assert main([*argv, "--home", str(home)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+    assert rv.latest_version(store, WL) == 0
+    assert store.outcomes_version(WL) == before
+
+
+def test_cli_export_names_the_label_set_version(home: Path, store: Store, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from workbench.cli import main
+    from workbench.export import export_policy
+    from workbench.policy import Policy
+
+    record(store)
+    src = export_policy(single("cheap"), tmp_path / "src.yaml")
+    iid = store.items(WL)["item_id"][0]
+    rv.save_review(store, WL, iid, reviewer="ana", answer="billing")
+    rv.save_review(store, WL, iid, reviewer="bo", answer="shipping")
+    out = tmp_path / "out.yaml"
+    assert main(["export", "--policy", str(src), "--workload", WL, "--label-set", "1",
+                 "--out", str(out), "--home", str(home)]) == 0
+    prov = Policy.from_file(out).provenance
+    assert prov is not None and prov.label_set == {
+        "workload": WL, "version": 1, "reviewers": ["ana"], "n_reviews": 1, "n_items": 1}
+    capsys.readouterr()
+    assert main(["export", "--policy", str(src), "--label-set", "1", "--out", str(out),
+                 "--home", str(home)]) == 2
+    assert "--label-set needs --workload" in capsys.readouterr().err

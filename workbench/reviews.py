@@ -269,7 +269,7 @@ def resolve_version(version: int | str | None, newest: int, workload: str) -> in
     if version is None or (isinstance(version, str) and version.strip().lower() == LATEST):
         if newest == 0:
             raise NotFoundError(f"workload {workload!r} has no reviews yet: review some items "
-                                "on the Review page or with `workbench review save` first")
+                                "on the Review page or with `workbench labels save` first")
         return newest
     try:
         v = int(str(version).strip().lstrip("vV"))

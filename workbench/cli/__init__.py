@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "workbench.cli.export",
     "workbench.cli.bench",
     "workbench.cli.report",
+    "workbench.cli.labels",
     "workbench.cli.log",
 )
 

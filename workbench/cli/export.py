@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="file with holdout item ids, one a line (train/holdout metrics)")
     exp.add_argument("--study", default=None, help="study name for provenance")
     exp.add_argument("--trial", type=int, default=None, help="trial number for provenance")
+    exp.add_argument("--label-set", default=None, metavar="VERSION",
+                     help="with --workload: replay metrics against a reviewed label set (a "
+                          "number or 'latest'); the provenance names its version")
     exp.add_argument("--num-retries", type=int, default=2, help="LiteLLM num_retries")
     exp.add_argument("--timeout", type=float, default=60.0, help="LiteLLM timeout, seconds")
     exp.set_defaults(func=cmd_export)
@@ -106,6 +109,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         write_litellm_config,
     )
 
+    if args.label_set is not None and not args.workload:
+        raise WorkbenchError("--label-set needs --workload (the workload it labels)")
     if not args.out and not args.litellm and not args.llama_server:
         raise WorkbenchError("nothing to write: give --out, --litellm and/or --llama-server")
     policy = resolve_policy(args.policy, args.home)
@@ -117,7 +122,8 @@ def cmd_export(args: argparse.Namespace) -> int:
             holdout = [x.strip() for x in Path(args.holdout).read_text().splitlines()
                        if x.strip()]
         policy = provenance_from_store(policy, open_store(args.home), args.workload,
-                                       holdout_ids=holdout, study=args.study, trial=args.trial)
+                                       holdout_ids=holdout, study=args.study, trial=args.trial,
+                                       label_set=args.label_set)
     else:
         policy = with_provenance(policy, study=args.study, trial=args.trial)
     if args.out:

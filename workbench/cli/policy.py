@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from workbench.cli import add_home
+from workbench.cli.labels import add_basis_options
 from workbench.errors import WorkbenchError
 
 EVALUATE_KEYS = (
@@ -27,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     group.add_argument("--single", metavar="MODEL", help="every item answered by MODEL")
     p.add_argument("--json", action="store_true", help="print JSON (with baselines)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    add_basis_options(p)
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("schema", help="print the policy file JSON Schema")
@@ -43,6 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also fail when the policy does not beat a random mix of single models "
                         "at its cost (paired bootstrap 95%% CI of the gain above 0)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    add_basis_options(p)
     p.set_defaults(func=_check)
 
 
@@ -62,7 +65,8 @@ def _run(args: argparse.Namespace) -> Any:
         policy = single(args.single)
     else:
         policy = Policy.from_file(args.policy)
-    return evaluate_workload(store, args.workload, policy, seed=getattr(args, "seed", 0))
+    return evaluate_workload(store, args.workload, policy, seed=getattr(args, "seed", 0),
+                             silver=args.silver, label_set=args.label_set)
 
 
 def _fmt(v: float) -> str:
@@ -79,6 +83,13 @@ def _evaluate(args: argparse.Namespace) -> int:
         return 0
     m = result.metrics
     print(f"policy {result.policy.name!r} on {args.workload!r}: {m.n} items")
+    if args.silver is not None or args.label_set is not None:
+        from workbench.label_quality import quality_outcomes
+        from workbench.store import open_store
+
+        basis = quality_outcomes(open_store(args.home), args.workload, silver=args.silver,
+                                 label_set=args.label_set).basis
+        print(f"  quality here is {basis.describe()}")
     print(f"  quality           {_fmt(m.quality)}  95% CI [{_fmt(m.quality_ci[0])}, "
           f"{_fmt(m.quality_ci[1])}]")
     print(f"  cost per request  ${_fmt(m.cost_per_request)}   per success "
@@ -108,8 +119,14 @@ def _routing_lines(args: argparse.Namespace, result: Any) -> tuple[Any, list[str
 
     store = open_store(args.home)
     try:
-        verdict = routing_pays(result, store.recorded_items(args.workload),
-                               store.outcomes(args.workload), seed=args.seed)
+        outcomes = store.outcomes(args.workload)
+        if args.silver is not None or args.label_set is not None:
+            from workbench.label_quality import quality_outcomes
+
+            outcomes = quality_outcomes(store, args.workload, silver=args.silver,
+                                        label_set=args.label_set).outcomes
+        verdict = routing_pays(result, store.recorded_items(args.workload), outcomes,
+                               seed=args.seed)
     except WorkbenchError as exc:
         return None, [f"routing: cannot tell whether routing pays: {exc}"]
     return verdict, describe(verdict)

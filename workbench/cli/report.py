@@ -8,6 +8,7 @@ import json
 import math
 
 from workbench.cli import add_home
+from workbench.cli.labels import add_basis_options
 from workbench.errors import WorkbenchError
 
 
@@ -40,6 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print every figure as JSON")
     p.add_argument("--html", default=None, metavar="PATH",
                    help="write the one-page HTML report here")
+    add_basis_options(p)
     p.set_defaults(func=cmd_report)
 
 
@@ -92,7 +94,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         alpha=args.alpha,
     )
     settings.validate()
-    report = build_report(open_store(args.home), args.workload, settings)
+    report = build_report(open_store(args.home), args.workload, settings, silver=args.silver,
+                          label_set=args.label_set)
     size = None
     if args.html:
         from workbench.report_charts import write_html
@@ -101,6 +104,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.as_json(), indent=2, default=str))
     else:
+        if report.basis:
+            print(f"quality here is {report.basis['basis']}")
         print(report.sentence)
         for o in report.options:
             print(f"  {o.model}: {o.share:.0%} ({o.share_ci[0]:.0%}-{o.share_ci[1]:.0%}) "
