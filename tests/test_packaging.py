@@ -67,7 +67,7 @@ def test_every_command_is_registered() -> None:
     parser = build_parser()
     for name in ("samples", "load", "workloads", "delete", "sql", "models", "run", "compare",
                  "evaluate", "schema", "check", "tune", "tune-trial", "export", "route", "serve",
-                 "drift", "bench", "report", "log", "labels"):
+                 "drift", "bench", "report", "log", "labels", "policy"):
         assert _command(parser, name).prog == f"workbench {name}"
 
 

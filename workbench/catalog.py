@@ -472,11 +472,19 @@ class Catalog:
         *,
         workload: str | None = None,
         metrics: Mapping[str, Any] | None = None,
+        author: str | None = None,
+        reason: str = "",
+        parent: int | None = None,
     ) -> PolicyEntry:
-        """Save a policy as a new version of `name` (1 for a new name); returns the row."""
+        """Save a policy as a new version of `name` (1 for a new name); returns the row. Its
+        review-trail row (author, reason, parent, content hash) is written in the same
+        transaction (`workbench.policy_review`)."""
+        from workbench import policy_review
+
         if not name or not name.strip():
             raise WorkbenchError("policy name must not be empty")
         text = _policy_body(body)
+        policy_review.ensure_tables(self.engine)
         with self.session() as s:
             latest = s.exec(
                 select(PolicyEntry.version)
@@ -488,6 +496,7 @@ class Catalog:
                 metrics=json.loads(json.dumps(dict(metrics or {}), default=str)),
             )
             s.add(entry)
+            policy_review.record_version(s, entry, author=author, reason=reason, parent=parent)
             s.commit()
             s.refresh(entry)
             return entry

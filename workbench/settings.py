@@ -74,6 +74,19 @@ SETTINGS: tuple[Setting, ...] = (
         "crashed or was killed) is marked failed; workers send one every quarter of this; "
         "0 turns heartbeats off.",
     ),
+    Setting(
+        "WORKBENCH_USER",
+        "",
+        "Name recorded as the author of saved policy versions and the reviewer of approvals; "
+        "empty means the operating system user name (`--by` on a command wins).",
+    ),
+    Setting(
+        "WORKBENCH_REQUIRE_SECOND_REVIEWER",
+        "0",
+        "1 means nobody may approve a policy version they saved themselves (a second person "
+        "must review it); `workbench policy approve --require-second-reviewer` turns it on "
+        "for one command.",
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}

@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "workbench.cli.bench",
     "workbench.cli.report",
     "workbench.cli.labels",
+    "workbench.cli.review_trail",
     "workbench.cli.log",
 )
 

@@ -126,6 +126,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                                        label_set=args.label_set)
     else:
         policy = with_provenance(policy, study=args.study, trial=args.trial)
+    policy = _stamp_approval(policy, args)
     if args.out:
         path = export_policy(policy, args.out)
         print(f"policy {policy.name!r} written to {path}")
@@ -143,6 +144,28 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"llama_cpp.server config written to {path}: in the directory holding {files}, "
               f"run `python -m llama_cpp.server --config_file {path.name}`")
     return 0
+
+
+def _stamp_approval(policy: Any, args: argparse.Namespace) -> Any:
+    """The policy with provenance naming the approval of its exact content (none when it is
+    not approved, or the data directory has no catalog), and a line saying which."""
+    from workbench import settings
+
+    if not (settings.home(args.home) / "catalog.db").is_file():
+        return policy
+    from workbench.catalog import Catalog
+    from workbench.policy_approval import stamp_approval
+
+    policy = stamp_approval(policy, Catalog(args.home))
+    approval = policy.provenance.approval if policy.provenance else None
+    if approval:
+        print(f"approval: {approval['policy']} v{approval['version']} approved by "
+              f"{approval['reviewer']} at {approval['approved_at']} (content hash "
+              f"{approval['content_hash'][:12]})")
+    else:
+        print("note: this policy content is not approved (`workbench policy history`); "
+              "`workbench check --require-approved` will refuse the file", file=sys.stderr)
+    return policy
 
 
 def cmd_route(args: argparse.Namespace) -> int:

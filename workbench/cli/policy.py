@@ -44,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--require-routing-pays", action="store_true",
                    help="also fail when the policy does not beat a random mix of single models "
                         "at its cost (paired bootstrap 95%% CI of the gain above 0)")
+    p.add_argument("--require-approved", action="store_true",
+                   help="also fail unless exactly this content was approved in the catalog "
+                        "(`workbench policy approve`) and no model it uses changed since")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     add_basis_options(p)
     p.set_defaults(func=_check)
@@ -132,9 +135,35 @@ def _routing_lines(args: argparse.Namespace, result: Any) -> tuple[Any, list[str
     return verdict, describe(verdict)
 
 
+def _review(args: argparse.Namespace) -> Any:
+    """The policy file's review state (workbench.policy_approval.ApprovalCheck), or None when
+    the data directory has no catalog and approval is not required."""
+    from workbench import settings
+    from workbench.policy import Policy
+
+    if not args.require_approved and not (settings.home(args.home) / "catalog.db").is_file():
+        return None
+    from workbench.catalog import Catalog
+    from workbench.policy_approval import check_approved
+
+    return check_approved(Catalog(args.home), Policy.from_file(args.policy))
+
+
+def _review_lines(review: Any) -> list[str]:
+    if review is None:
+        return []
+    if review.needs_recheck:
+        return [f"review: NEEDS RE-CHECK: {review.message}"]
+    return [f"review: {'approved: ' if review.ok else ''}{review.message}"]
+
+
 def _check(args: argparse.Namespace) -> int:
-    """One first line, OK or FAIL (the gate's answer), then whether routing pays (stdout on
-    OK, stderr on FAIL so the failure stays one line)."""
+    """One first line, OK or FAIL (the gate's answer), then whether routing pays and the
+    review state (stdout on OK, stderr on FAIL so the failure stays one line)."""
+    review = _review(args)
+    if args.require_approved and not review.ok:
+        print(f"FAIL: {review.message}")
+        return 1
     result = _run(args)
     m = result.metrics
     verdict, lines = _routing_lines(args, result)
@@ -147,6 +176,7 @@ def _check(args: argparse.Namespace) -> int:
                 f"${args.max_cost}")
     elif args.require_routing_pays and (verdict is None or not verdict.pays):
         fail = ("FAIL: " + (verdict.message if verdict is not None else lines[0]))
+    lines += _review_lines(review)
     if fail is not None:
         print(fail)
         for line in lines:
