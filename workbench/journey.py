@@ -76,9 +76,10 @@ def estimate_seconds(store: Store | None = None, n_items: int = SLICE,
     bundled model's range on 2 idle cores (0.11-0.3 s per item), plus loading."""
     per_item: float | None = None
     if store is not None:
-        row = store.cursor().execute(
-            "SELECT median(latency_ms) / 1000.0 FROM outcomes WHERE model IN (?, ?) "
-            "AND latency_ms > 0", [CHEAP_NAME, BUNDLED_MODEL_NAME]).fetchone()
+        with store.session() as cur:
+            row = cur.execute(
+                "SELECT median(latency_ms) / 1000.0 FROM outcomes WHERE model IN (?, ?) "
+                "AND latency_ms > 0", [CHEAP_NAME, BUNDLED_MODEL_NAME]).fetchone()
         per_item = float(row[0]) if row and row[0] is not None else None
     if per_item is None:
         low, high = 0.11, 0.3

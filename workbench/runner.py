@@ -421,12 +421,13 @@ def run(
 def _cached(store: Store, workload: str, model: str, ids: Sequence[str],
             keys: Sequence[str]) -> np.ndarray:
     """Mask of items whose stored outcome for `model` has the same key and no error."""
-    have = fetch_pl(
-        store.cursor(),
-        "SELECT item_id, cache_key FROM outcomes WHERE workload = ? AND model = ? "
-        "AND error IS NULL AND cache_key IS NOT NULL",
-        [workload, model],
-    )
+    with store.session() as cur:
+        have = fetch_pl(
+            cur,
+            "SELECT item_id, cache_key FROM outcomes WHERE workload = ? AND model = ? "
+            "AND error IS NULL AND cache_key IS NOT NULL",
+            [workload, model],
+        )
     want = pl.DataFrame({"item_id": list(ids), "cache_key": list(keys)},
                         schema={"item_id": pl.String, "cache_key": pl.String})
     hit = want.join(have.with_columns(pl.lit(True).alias("hit")), on=["item_id", "cache_key"],

@@ -68,6 +68,12 @@ SETTINGS: tuple[Setting, ...] = (
         "CPU threads for local inference; 0 means all cores.",
     ),
     Setting(
+        "WORKBENCH_LOCK_WAIT_S",
+        "60",
+        "Seconds a command or the app waits while another workbench process is using the "
+        "data directory's store before giving up with an error that changes nothing.",
+    ),
+    Setting(
         "WORKBENCH_TUNE_STALE_S",
         "120",
         "Seconds after which a tuning trial whose worker stopped sending heartbeats (it "

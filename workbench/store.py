@@ -1,4 +1,10 @@
-"""DuckDB store: schema (versioned, migrated), one connection per process, a cursor per thread.
+"""DuckDB store: schema (versioned, migrated), opened only while in use, a cursor per thread.
+
+The app and CLI commands share a data directory, and DuckDB lets one process at a time hold the
+file, so the store holds no connection at rest: reads and writes open it briefly through a
+`Lease` (workbench.store_access), waiting while another process has it. Writes are short
+transactions; each bumps a `generation` kept in the database, so a cache in any process can
+tell that another process wrote.
 
 Tables:
 - `workloads`: one row per workload (name is the id), with task type, source and fingerprint.
@@ -26,6 +32,9 @@ import pyarrow as pa
 
 from workbench import settings
 from workbench.errors import ConflictError, NotFoundError, WorkbenchError
+from workbench.store_access import Lease, StoreBusyError, WaitNotice, connect
+
+__all__ = ["Store", "StoreBusyError", "WorkloadInfo", "fetch_pl", "open_store"]
 
 SCHEMA_VERSION = 1
 
@@ -87,6 +96,21 @@ OUTCOME_COLUMNS = (
     "prompt_tokens", "completion_tokens", "error", "confidence", "signals", "cache_key",
 )
 
+# Every committed transaction bumps this row in the same transaction (read by `generation()`).
+_BUMP_GENERATION = (
+    "INSERT INTO meta VALUES ('generation', '1') ON CONFLICT (key) DO UPDATE "
+    "SET value = CAST(CAST(meta.value AS BIGINT) + 1 AS VARCHAR)"
+)
+
+_WORKLOADS_SQL = """
+    SELECT w.name, w.task_type, w.source, w.synthetic, w.description, w.label_set,
+           w.created, w.fingerprint,
+           (SELECT count(*) FROM items i WHERE i.workload = w.name),
+           (SELECT count(DISTINCT model) FROM outcomes o WHERE o.workload = w.name),
+           (SELECT count(*) FROM outcomes o WHERE o.workload = w.name)
+    FROM workloads w ORDER BY w.created DESC, w.name
+"""
+
 # The tables user SQL (the SQL box, `workbench sql`) may see; nothing else is visible to it.
 QUERYABLE_TABLES = ("workloads", "items", "outcomes")
 
@@ -116,39 +140,45 @@ class WorkloadInfo:
 
 
 class Store:
-    """The DuckDB store at `path`: one connection for the process, a cursor per thread."""
+    """The DuckDB store at `path`, opened only while in use (see the module docstring)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._con = duckdb.connect(str(self.path))
-        except duckdb.IOException as exc:  # most often: another process holds the lock
-            raise WorkbenchError(
-                f"cannot open the store {self.path}: {exc}. Is another workbench process "
-                "(app or CLI) using this WORKBENCH_HOME?"
-            ) from None
-        self._local = threading.local()
+        self._lease = Lease(self.path)
         self._write_lock = threading.RLock()
-        # bumped by every committed write; the SQL box's table snapshots are valid while equal
-        self._generation = 0
+        # the SQL box's table snapshots, each with the generation it was read at
         self._snapshots: dict[str, tuple[int, pa.Table]] = {}
-        self.migrate()
+        with self.session():
+            self.migrate()
 
     # -- connection handling -------------------------------------------------------------
+    @contextlib.contextmanager
+    def session(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Hold the store open for a group of reads: this thread's cursor, valid inside the
+        block (opened if need be, waiting while another process has the file)."""
+        with self._lease.use() as cur:
+            yield cur
+
     def cursor(self) -> duckdb.DuckDBPyConnection:
-        """This thread's cursor on the shared connection (created on first use)."""
-        cur = getattr(self._local, "cursor", None)
-        if cur is None:
-            cur = self._con.cursor()
-            self._local.cursor = cur
-        return cur
+        """Inside `session()` or `transaction()`: this thread's cursor. Outside: a connection
+        of its own that keeps the file open until it is dropped, so use it for one statement
+        (`store.cursor().execute(...).fetchone()`) and `session()` for more."""
+        if self._lease.depth():
+            with self._lease.use() as cur:
+                return cur
+        return connect(self.path)
+
+    def set_wait_notice(self, notice: WaitNotice | None) -> None:
+        """Who hears, in this thread, that the store is waiting for another process (the app
+        shows it)."""
+        self._lease.set_wait_notice(notice)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A write transaction on this thread's cursor: all or nothing."""
-        with self._write_lock:
-            cur = self.cursor()
+        """A write transaction on this thread's cursor: all or nothing. Keep it short: other
+        processes (the app, other commands) wait for the file until it ends."""
+        with self._write_lock, self._lease.use() as cur:
             cur.execute("BEGIN TRANSACTION")
             try:
                 yield cur
@@ -156,23 +186,29 @@ class Store:
                 cur.execute("ROLLBACK")
                 raise
             else:
+                cur.execute(_BUMP_GENERATION)
                 cur.execute("COMMIT")
-                self._generation += 1
+
+    def generation(self) -> int:
+        """Count of committed writes to this file by any process: caches keyed on it stay
+        valid while it is unchanged."""
+        with self.session() as cur:
+            rows = cur.execute("SELECT value FROM meta WHERE key = 'generation'").fetchall()
+        return int(rows[0][0]) if rows else 0
 
     def close(self) -> None:
-        """Close the connection (tests and CLI exit)."""
+        """Close the connection if open (tests and CLI exit); a later use opens it again."""
         self._snapshots.clear()
-        with contextlib.suppress(Exception):
-            self._con.close()
+        self._lease.close()
         _OPEN.pop(str(self.path.resolve()), None)
 
     # -- schema --------------------------------------------------------------------------
     def schema_version(self) -> int:
         """Version recorded in the store (0 for a new file)."""
-        cur = self.cursor()
-        cur.execute("CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
-        row = cur.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        return int(row[0]) if row else 0
+        with self.session() as cur:
+            cur.execute("CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+            rows = cur.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
+        return int(rows[0][0]) if rows else 0
 
     def migrate(self) -> None:
         """Apply pending migrations, each in its own transaction."""
@@ -192,21 +228,14 @@ class Store:
     # -- workloads -----------------------------------------------------------------------
     def exists(self, name: str) -> bool:
         """Whether a workload of this name is stored."""
-        row = self.cursor().execute("SELECT 1 FROM workloads WHERE name = ?", [name]).fetchone()
-        return row is not None
+        with self.session() as cur:
+            rows = cur.execute("SELECT 1 FROM workloads WHERE name = ?", [name]).fetchall()
+        return bool(rows)
 
     def workloads(self) -> list[WorkloadInfo]:
         """All workloads with item, model and outcome counts, newest first."""
-        rows = self.cursor().execute(
-            """
-            SELECT w.name, w.task_type, w.source, w.synthetic, w.description, w.label_set,
-                   w.created, w.fingerprint,
-                   (SELECT count(*) FROM items i WHERE i.workload = w.name),
-                   (SELECT count(DISTINCT model) FROM outcomes o WHERE o.workload = w.name),
-                   (SELECT count(*) FROM outcomes o WHERE o.workload = w.name)
-            FROM workloads w ORDER BY w.created DESC, w.name
-            """
-        ).fetchall()
+        with self.session() as cur:
+            rows = cur.execute(_WORKLOADS_SQL).fetchall()
         return [
             WorkloadInfo(r[0], r[1], r[2], bool(r[3]), r[4], tuple(r[5] or ()), r[6], r[7],
                          int(r[8]), int(r[9]), int(r[10]))
@@ -310,49 +339,54 @@ class Store:
     def items(self, name: str, limit: int | None = None) -> pl.DataFrame:
         """Items of a workload as a polars frame, in item id order (numeric ids as numbers:
         2 before 10)."""
-        self.workload(name)
         sql = f"SELECT * EXCLUDE (workload) FROM items WHERE workload = ? ORDER BY {ID_ORDER}"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        return fetch_pl(self.cursor(), sql, [name])
+        with self.session() as cur:
+            self.workload(name)
+            return fetch_pl(cur, sql, [name])
 
     def recorded_items(self, name: str) -> pl.DataFrame:
         """Items with at least one recorded outcome: what replay, tuning and gates evaluate
         when a run covered only a slice of the workload."""
-        self.workload(name)
-        return fetch_pl(
-            self.cursor(),
-            "SELECT * EXCLUDE (workload) FROM items i WHERE workload = ? AND EXISTS (SELECT 1 "
-            "FROM outcomes o WHERE o.workload = i.workload AND o.item_id = i.item_id) "
-            f"ORDER BY {ID_ORDER}",
-            [name],
-        )
+        with self.session() as cur:
+            self.workload(name)
+            return fetch_pl(
+                cur,
+                "SELECT * EXCLUDE (workload) FROM items i WHERE workload = ? AND EXISTS (SELECT 1 "
+                "FROM outcomes o WHERE o.workload = i.workload AND o.item_id = i.item_id) "
+                f"ORDER BY {ID_ORDER}",
+                [name],
+            )
 
     def outcomes_version(self, name: str) -> tuple[str, int, int]:
         """A cheap content hash of a workload's outcomes (with its fingerprint): equal while
         nothing stored for it changed, so callers can keep frames read earlier."""
-        row = self.cursor().execute(
-            "SELECT count(*), coalesce(bit_xor(hash(item_id, model, output, quality, cost_usd, "
-            "latency_ms, error, confidence)), 0) FROM outcomes WHERE workload = ?",
-            [name],
-        ).fetchone()
-        return self.workload(name).fingerprint, int(row[0]), int(row[1])
+        with self.session() as cur:
+            row = cur.execute(
+                "SELECT count(*), coalesce(bit_xor(hash(item_id, model, output, quality, "
+                "cost_usd, latency_ms, error, confidence)), 0) FROM outcomes WHERE workload = ?",
+                [name],
+            ).fetchone()
+            return self.workload(name).fingerprint, int(row[0]), int(row[1])
 
     def outcomes(self, name: str, models: Sequence[str] | None = None) -> pl.DataFrame:
         """Recorded outcomes of a workload (optionally only some models)."""
-        self.workload(name)
         sql = "SELECT * EXCLUDE (workload) FROM outcomes WHERE workload = ?"
         params: list[Any] = [name]
         if models:
             sql += " AND model IN (SELECT unnest(?))"
             params.append(list(models))
-        return fetch_pl(self.cursor(), sql + " ORDER BY item_id, model", params)
+        with self.session() as cur:
+            self.workload(name)
+            return fetch_pl(cur, sql + " ORDER BY item_id, model", params)
 
     def models_of(self, name: str) -> list[str]:
         """Models with recorded outcomes on a workload."""
-        rows = self.cursor().execute(
-            "SELECT DISTINCT model FROM outcomes WHERE workload = ? ORDER BY model", [name]
-        ).fetchall()
+        with self.session() as cur:
+            rows = cur.execute(
+                "SELECT DISTINCT model FROM outcomes WHERE workload = ? ORDER BY model", [name]
+            ).fetchall()
         return [r[0] for r in rows]
 
     def write_outcomes(self, name: str, rows: pl.DataFrame) -> int:
@@ -391,16 +425,20 @@ class Store:
 
     def _table_snapshots(self, sql: str) -> dict[str, pa.Table]:
         """Arrow copies of the queryable tables `sql` names (a word match: only a saving, a
-        table left out is simply not there), reused until the next committed write."""
+        table left out is simply not there), reused until the next committed write by any
+        process (the generation stored in the file)."""
         wanted = [t for t in QUERYABLE_TABLES
                   if re.search(rf"(?i)\b{t}\b", sql)]
         out: dict[str, pa.Table] = {}
-        with self._write_lock:  # no commit between reading the generation and the tables
+        # No commit between reading the generation and the tables: this process's writers
+        # wait for the write lock, other processes for the file this session holds.
+        with self._write_lock, self.session() as cur:
+            generation = self.generation() if wanted else 0
             for table in wanted:
                 cached = self._snapshots.get(table)
-                if cached is None or cached[0] != self._generation:
-                    arrow = self.cursor().sql(f"SELECT * FROM {table}").to_arrow_table()
-                    cached = (self._generation, arrow)
+                if cached is None or cached[0] != generation:
+                    arrow = cur.sql(f"SELECT * FROM {table}").to_arrow_table()
+                    cached = (generation, arrow)
                     self._snapshots[table] = cached
                 out[table] = cached[1]
         return out

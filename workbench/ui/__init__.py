@@ -1,6 +1,7 @@
 """Streamlit glue: the only package (with pages/) that imports streamlit.
 
-Cached resources (one store and catalog per process), session keys, and small render helpers
+Cached resources (one store and catalog object per process; the store opens its file only
+while in use), session keys, and small render helpers
 that turn library errors into `st.error` messages instead of tracebacks.
 """
 
@@ -28,9 +29,17 @@ def _store(path: str) -> Store:
     return open_store(path)
 
 
+def _waiting_notice(message: str) -> None:
+    st.toast(message, icon=":material/hourglass_top:")
+
+
 def store() -> Store:
-    """The process-wide DuckDB store (one connection; cursors per thread inside)."""
-    return _store(str(home_dir()))
+    """The process-wide DuckDB store. It holds the file only while reading or writing, so CLI
+    commands can use the same data directory; when one of them has it, the page waits and
+    says so (a toast) rather than failing."""
+    shared = _store(str(home_dir()))
+    shared.set_wait_notice(_waiting_notice)  # for this script thread
+    return shared
 
 
 @st.cache_resource(show_spinner=False)
