@@ -436,3 +436,60 @@ def test_cli_export_names_the_label_set_version(home: Path, store: Store, tmp_pa
     assert main(["export", "--policy", str(src), "--label-set", "1", "--out", str(out),
                  "--home", str(home)]) == 2
     assert "--label-set needs --workload" in capsys.readouterr().err
+
+
+# -- the Review page ------------------------------------------------------------------------
+def test_review_page_marks_answers_writes_one_and_moves_on(home: Path, store: Store) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    record(store)
+    expected = rq.build_queue(store, WL).items["item_id"].to_list()
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"),
+                           default_timeout=120)
+    at.switch_page("pages/review.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.subheader[0].value == f"Item 1 of {len(expected)}: {expected[0]}"
+    assert at.button(key="rv_right_1").disabled  # no reviewer name yet: nothing can be saved
+    at.text_input(key="rv_reviewer").set_value("ana").run()
+    first = expected[0]
+
+    at.button(key="rv_wrong_1").click().run()  # answer 1 is the cheap model's (by name)
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("v1: ana marked cheap's answer wrong" in s.value for s in at.success)
+    at.button(key="rv_right_3").click().run()
+    at.text_area(key=f"rv_answer_{first}").set_value("billing").run()
+    at.button(key="rv_save_answer").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    saved = rv.reviews(store, WL).sort("version")
+    assert saved.select("version", "item_id", "model", "verdict", "answer",
+                        "reviewer").rows() == [
+        (1, first, "cheap", False, None, "ana"), (2, first, "strong", True, None, "ana"),
+        (3, first, None, None, "billing", "ana")]
+    # the page shows the reviews and what the label set does to each model's quality
+    assert any("label set v3" in c.value for c in at.caption)
+    assert any("reviewed: **wrong**" in m.value for m in at.markdown)
+
+    at.button(key="rv_next").click().run()
+    assert at.subheader[0].value == f"Item 2 of {len(expected)}: {expected[1]}"
+    at.button(key="rv_back").click().run()
+    assert at.subheader[0].value.startswith("Item 1 of")
+
+    # a silver reference: the page says what the figures are
+    at.selectbox(key="rv_silver").set_value("strong").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("agreement with strong, not accuracy" in i.value for i in at.info)
+
+
+def test_review_page_says_when_nothing_is_left(home: Path, store: Store) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    load_samples(store, [WL])
+    ids = store.items(WL).head(3)["item_id"].to_list()
+    store.write_outcomes(WL, pl.DataFrame([
+        {"item_id": i, "model": m, "output": "billing", "quality": 1.0, "cost_usd": c,
+         "confidence": 0.99} for i in ids for m, c in (("cheap", 0.001), ("strong", 0.01))]))
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"),
+                           default_timeout=120)
+    at.switch_page("pages/review.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Nothing to review" in s.value for s in at.success)
