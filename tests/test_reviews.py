@@ -118,6 +118,28 @@ def test_a_reference_model_without_answers_is_refused_and_writes_nothing(store: 
         lq.quality_outcomes(store, "nope", silver="strong")
 
 
+def test_real_arc_agreement_with_gpt4_ranks_models_as_gold_accuracy_does(store: Store
+                                                                         ) -> None:
+    """RouterBench ARC (445 questions, 11 models with recorded answers): agreement with GPT-4,
+    reading the option letter from answers spelled "['A\\n']" or "['A']", is within 2 points
+    of each model's gold accuracy and orders the models the same way (rank correlation 0.99)."""
+    from tests.conftest import shared_file
+    from workbench.workloads.importers import import_file
+
+    import_file(store, shared_file("routerbench", "arc_challenge_test.csv"), "arc",
+                format="routerbench")
+    reference = "gpt-4-1106-preview"
+    scored = lq.quality_outcomes(store, "arc", silver=reference)
+    assert scored.basis.n_silver_missing == 0
+    gold = store.outcomes("arc").group_by("model").agg(pl.col("quality").mean().alias("gold"))
+    both = (scored.outcomes.group_by("model").agg(pl.col("quality").mean().alias("agree"))
+            .join(gold, on="model").filter(pl.col("model") != reference).sort("model"))
+    assert both.height == 10
+    assert (both["agree"] - both["gold"]).abs().max() < 0.02
+    rank = np.corrcoef(both["gold"].rank().to_numpy(), both["agree"].rank().to_numpy())[0, 1]
+    assert rank > 0.95
+
+
 # -- the label set --------------------------------------------------------------------------
 def test_every_save_is_a_new_version_with_reviewer_and_time(store: Store) -> None:
     record(store)

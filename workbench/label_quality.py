@@ -3,9 +3,11 @@
 - **Silver references.** Each model's answers are scored against a chosen reference model's
   answers with the workload's own scorer (`workbench.scoring`, the rules gold references use);
   for classification the reference answer is first reduced to the label it names, as the
-  label scorer reads outputs. The result is *agreement with that model, not accuracy*, and
-  every caller shows it as such (`Basis.describe`). Items the reference model did not answer
-  are unscored. Nothing is written: silver quality is a derived frame.
+  label scorer reads outputs. Free text (the `exact` scorer) is compared the way
+  `workbench.agreement` compares answers, in the kind it infers from the recorded answers
+  (option letter, number, JSON or text), so "['A\\n']" and "A" agree. The result is
+  *agreement with that model, not accuracy*, and every caller shows it as such
+  (`Basis.describe`). Items the reference model did not answer are unscored. Nothing is written: silver quality is a derived frame.
 - **Label sets.** A reviewed label set (`workbench.reviews`) recomputes quality: a verdict on a
   model's answer sets that answer's quality to 1 or 0 (while the recorded answer is still the
   one judged); an item's written answer rescores every other answer to that item against it
@@ -24,8 +26,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from workbench import agreement, scoring
 from workbench import reviews as rv
-from workbench import scoring
 from workbench.errors import NotFoundError, WorkbenchError
 from workbench.store import Store
 
@@ -113,13 +115,21 @@ def silver_quality(outcomes: pl.DataFrame, reference: str, *, task_type: str,
             f"the reference model {reference!r} has no answers on workload {workload!r}, so "
             f"nothing can be scored against it; models with answers: "
             f"{', '.join(m for m in models if m != reference) or 'none'}")
-    refs = ref_rows.select(
-        "item_id", reference_answers(task_type, ref_rows["output"], labels).alias("_silver"))
+    kind = None
+    if scoring.default_scorer(task_type) == "exact":
+        kind = agreement.infer_kind(outcomes["output"], task_type)
+        answers = agreement.normalize(kind, ref_rows["output"])
+    else:
+        answers = reference_answers(task_type, ref_rows["output"], labels)
+    refs = ref_rows.select("item_id", answers.alias("_silver"))
     joined = outcomes.join(refs, on="item_id", how="left", maintain_order="left")
     has_ref = joined["_silver"].is_not_null().to_numpy()
     q = np.full(joined.height, np.nan)
     idx = np.flatnonzero(has_ref)
-    if idx.size:
+    if idx.size and kind is not None:
+        mine = agreement.normalize(kind, joined["output"].gather(idx))
+        q[idx] = (mine == joined["_silver"].gather(idx)).fill_null(False).to_numpy()
+    elif idx.size:
         q[idx] = _score_against(task_type, joined["output"].gather(idx).to_list(),
                                 joined["_silver"].gather(idx).to_list(), labels)
     missing = outcomes["item_id"].n_unique() - refs["item_id"].n_unique()
