@@ -76,7 +76,7 @@ if name:
 
     info = store.workload(name)
     if info.n_outcomes:
-        from workbench.runner import model_metrics, side_by_side
+        from workbench.runner import model_metrics
 
         with ui.user_errors():
             metrics = model_metrics(store, name)
@@ -103,13 +103,6 @@ if name:
             with_rows = metrics["model"].to_list()
             shown = st.multiselect("Models", with_rows, default=with_rows[:4], key="cmp_side")
             if shown:
-                table = side_by_side(store, name, shown)
-                filt = st.radio("Show", ["all", "models disagree", "cheap model wrong",
-                                         "errors"], horizontal=True, key="cmp_filter")
-                flag = {"models disagree": "models_disagree", "cheap model wrong": "cheap_wrong",
-                        "errors": "has_error"}.get(filt)
-                if flag:
-                    table = table.filter(pl.col(flag))
-                st.caption(f"{table.height} items")
-                st.dataframe(table.head(500).to_pandas(), hide_index=True,
-                             width="stretch")
+                from workbench.ui import item_view
+
+                item_view.render(name, shown, "cmp")

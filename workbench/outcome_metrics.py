@@ -90,12 +90,17 @@ def side_by_side(
     success_threshold: float = 0.5,
 ) -> pl.DataFrame:
     """Item-by-item outputs for the Compare page: item_id, input, reference, then per model
-    `<model>:output`, `<model>:quality`, `<model>:error`, and flags `models_disagree`
+    `<model>:output`, `<model>:confidence`, `<model>:quality`, `<model>:failure` (the failure
+    mode, workbench.failures; "ok" when right), `<model>:error`, and flags `models_disagree`
     (normalized outputs differ), `cheap_wrong` (the cheapest model's quality is below the
     threshold) and `has_error`."""
     if not models:
         raise WorkbenchError("choose at least one model to compare")
-    items = store.items(workload).select("item_id", "input", "reference")
+    from workbench.failures import classify
+
+    info = store.workload(workload)
+    all_items = store.items(workload)
+    items = all_items.select("item_id", "input", "reference")
     out = store.outcomes(workload, models)
     missing = [m for m in models if m not in set(out["model"].unique().to_list())]
     if missing:
@@ -103,12 +108,18 @@ def side_by_side(
             f"no outcomes for model(s) {', '.join(missing)} on workload {workload!r}; run them "
             "first"
         )
+    modes = classify(all_items, out, task_type=info.task_type, label_set=info.label_set,
+                     success_threshold=success_threshold)
+    out = out.with_columns(pl.col("item_id").cast(pl.String)).join(
+        modes, on=["item_id", "model"], how="left")
     frame = items
     for m in models:
         sub = out.filter(pl.col("model") == m).select(
             "item_id",
             pl.col("output").alias(f"{m}:output"),
+            pl.col("confidence").round(3).alias(f"{m}:confidence"),
             pl.col("quality").alias(f"{m}:quality"),
+            pl.col("mode").alias(f"{m}:failure"),
             pl.col("error").alias(f"{m}:error"),
         )
         frame = frame.join(sub, on="item_id", how="left")

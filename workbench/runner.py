@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from workbench import fewshot, scoring
+from workbench import fewshot, prompt_view, scoring
 from workbench.errors import WorkbenchError
 from workbench.metrics import bootstrap_mean_ci as bootstrap_mean_ci
 from workbench.models import ModelSpec
@@ -45,8 +45,6 @@ from workbench.store import Store, fetch_pl
 ProgressFn = Callable[[int, int, str], None]
 StopFn = Callable[[], bool]
 ProviderFactory = Callable[[ModelSpec], Provider]
-
-LABEL_TASKS = ("classification",)
 
 
 @dataclass(frozen=True)
@@ -150,17 +148,6 @@ def cache_key(
 
 
 # -- running -----------------------------------------------------------------------------------
-
-
-def _parse_messages(value: Any) -> list[dict] | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return None
-    return value if isinstance(value, list) else None
 
 
 def _round_probs(probs: Mapping[str, float] | None) -> dict[str, float] | None:
@@ -379,13 +366,9 @@ def run(
     ids = items["item_id"].to_list()
     inputs = items["input"].to_list()
     refs = items["reference"].to_list()
-    messages = [_parse_messages(m) for m in items["messages"].to_list()]
-    item_labels: list[tuple[str, ...] | None] = [
-        tuple(x) if x else (tuple(label_set) if label_set else None)
-        for x in items["labels"].to_list()
-    ]
-    if task_type not in LABEL_TASKS:
-        item_labels = [None] * len(ids)
+    messages = [prompt_view.parse_messages(m) for m in items["messages"].to_list()]
+    item_labels = [prompt_view.item_labels(task_type, label_set or (), x)
+                   for x in items["labels"].to_list()]
     # Few-shot examples drawn from workloads are resolved for every model before the first
     # call, so a bad source fails with one line and writes nothing.
     drawn = {
