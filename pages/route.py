@@ -166,14 +166,18 @@ if name:
             c[1].metric("Cost / request", f"${m.cost_per_request:.6f}")
             c[2].metric("Cost / success", "-" if not np.isfinite(m.cost_per_success)
                         else f"${m.cost_per_success:.6f}")
-            c[3].metric("Latency p95", "-" if not np.isfinite(m.latency_p95_ms)
-                        else f"{m.latency_p95_ms:,.0f} ms")
+            c[3].metric("Latency p95 / p99", "-" if not np.isfinite(m.latency_p95_ms)
+                        else f"{m.latency_p95_ms:,.0f} / {m.latency_p99_ms:,.0f} ms")
             c[4].metric("Escalated", f"{m.escalation_rate:.1%}")
             c[5].metric("Refused", f"{m.refusal_rate:.1%}")
             st.caption(f"95% CI for quality: {m.quality_ci[0]:.3f} – {m.quality_ci[1]:.3f} "
                        f"over {m.n} items. Answered by: " + ", ".join(
                            f"{k} {v:.0%}" for k, v in sorted(m.answered_by.items(),
                                                              key=lambda kv: -kv[1])))
+            from workbench.ui import calibrate as ui_calibrate
+            from workbench.ui.paired import quality_note
+
+            quality_note(m.quality, m.quality_ci, m.n_scored)
 
             points = pl.DataFrame(
                 [{"name": k.removeprefix("single:"), "quality": b.quality,
@@ -197,6 +201,9 @@ if name:
                     sweep, f"{policy.tiers[0].model}: accept at confidence ≥", points,
                     title=f"If {policy.tiers[0].model} accepted at other confidence levels"),
                     width="stretch")
+
+            ui_calibrate.render(policy, items, outcomes, name, "route_acc_0" if source ==
+                                SOURCES[0] else "route_pacc_0", "route_cal")
 
             st.subheader("Decision trace")
             trace = explain(policy, result.trace, items, outcomes)

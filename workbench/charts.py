@@ -78,3 +78,20 @@ def sweep(frame: pl.DataFrame, param: str, singles: pl.DataFrame | None = None,
     fig.update_yaxes(title_text="quality", rangemode="tozero", secondary_y=False)
     fig.update_yaxes(title_text="USD per request", secondary_y=True)
     return fig
+
+
+def paired_difference(difference: float, ci: tuple[float, float], label: str,
+                      title: str = "Quality difference with its 95% interval") -> go.Figure:
+    """One paired difference as a point with its interval on an axis that always shows 0, so
+    an interval crossing 0 (no detectable difference) is plain to see."""
+    lo, hi = ci
+    span = max(abs(lo), abs(hi), abs(difference), 0.01) * 1.2
+    fig = go.Figure(go.Scatter(
+        x=[difference], y=[label], mode="markers", marker={"size": 12, "color": "#2563eb"},
+        error_x={"type": "data", "symmetric": False, "array": [hi - difference],
+                 "arrayminus": [difference - lo]}))
+    fig.add_vline(x=0.0, line={"width": 1, "color": "#64748b", "dash": "dash"})
+    fig.update_layout(title=title, height=200, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      showlegend=False)
+    fig.update_xaxes(range=[-span, span], title_text="quality points (A - B)", zeroline=True)
+    return fig

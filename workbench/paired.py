@@ -172,8 +172,17 @@ def resolve_arm(store: Any, workload: str, name: str, catalog: Any = None) -> Ar
 
 
 # -- the comparison ---------------------------------------------------------------------------
+def _items(k: int) -> str:
+    return f"{k} item{'' if k == 1 else 's'}"
+
+
 def _binary(x: np.ndarray) -> bool:
     return bool(np.all((x == 0.0) | (x == 1.0)))
+
+
+def usd(value: float) -> str:
+    """A signed dollar amount: +$0.001500, -$0.000099."""
+    return f"{'-' if value < 0 else '+'}${abs(value):.6f}"
 
 
 def _signed(ci: tuple[float, float], digits: int = 3) -> str:
@@ -226,19 +235,19 @@ def compare_arms(a: Arm, b: Arm, *, detect: float = ss.DETECT, n_boot: int = N_B
     figures = (f"{a.name} {qa.mean():.3f} vs {b.name} {qb.mean():.3f}, difference "
                f"{diff:+.3f} ({pct} CI {_signed(ci_q)}) on {n:,} paired items")
     if test is not None:
-        figures += (f"; McNemar p={test.p_value:.3g} ({test.policy_only} items only "
+        figures += (f"; McNemar p={test.p_value:.3g} ({_items(test.policy_only)} only "
                     f"{a.name} got right, {test.other_only} only {b.name})")
     if decisive:
         better, worse = (a.name, b.name) if diff > 0 else (b.name, a.name)
         verdict = f"{better} is better than {worse}: {figures}"
     else:
-        verdict = (f"within noise: {figures}. The interval includes no difference, so these "
-                   f"items cannot tell them apart")
+        verdict = (f"within noise: {figures}. The interval includes 0, so these {n:,} items "
+                   "cannot tell them apart")
         if needed is not None:
-            verdict += (f"; detecting a {ss.points(detect)} difference needs about "
+            verdict += (f"; detecting a difference of {ss.points(detect)} needs about "
                         f"{needed:,} paired items (5% significance, 80% power)")
     verdict += (f". Cost per request {a.name} ${ca.mean():.6f} vs {b.name} ${cb.mean():.6f} "
-                f"(difference ${dc.mean():+.6f}, {pct} CI ${ci_c[0]:+.6f} to ${ci_c[1]:+.6f})")
+                f"(difference {usd(dc.mean())}, {pct} CI {usd(ci_c[0])} to {usd(ci_c[1])})")
     return PairedComparison(
         a=a.name, b=b.name, n=n, n_only_a=n_only_a, n_only_b=n_only_b, n_unscored=n_unscored,
         quality_a=float(qa.mean()), quality_b=float(qb.mean()),
@@ -285,8 +294,8 @@ def describe(c: PairedComparison) -> list[str]:
         f"  {c.b}: quality {c.quality_b:.4f} ({pct} CI {c.quality_b_ci[0]:.4f}-"
         f"{c.quality_b_ci[1]:.4f}), ${c.cost_b:.6g}/request",
         f"  difference ({c.a} - {c.b}) on {c.n:,} paired items: quality {c.difference:+.4f} "
-        f"({pct} CI {_signed(c.difference_ci, 4)}), cost ${c.cost_difference:+.6g}/request "
-        f"({pct} CI ${c.cost_difference_ci[0]:+.6g} to ${c.cost_difference_ci[1]:+.6g})",
+        f"({pct} CI {_signed(c.difference_ci, 4)}), cost {usd(c.cost_difference)}/request "
+        f"({pct} CI {usd(c.cost_difference_ci[0])} to {usd(c.cost_difference_ci[1])})",
     ]
     if c.mcnemar is not None:
         m = c.mcnemar
@@ -295,7 +304,7 @@ def describe(c: PairedComparison) -> list[str]:
         lines.append(f"  McNemar: p={m.p_value:.3g} ({how}; {m.policy_only} items only {c.a} "
                      f"got right, {m.other_only} only {c.b})")
     if c.items_needed is not None and not c.decisive:
-        lines.append(f"  to detect a {ss.points(c.detect)} difference: about "
+        lines.append(f"  to detect a difference of {ss.points(c.detect)}: about "
                      f"{c.items_needed:,} paired items (5% significance, 80% power)")
     lines += [f"  note: {n}" for n in c.notes]
     return lines

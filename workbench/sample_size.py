@@ -127,10 +127,10 @@ def precision(estimate: float, ci: tuple[float, float], n: int, *, detect: float
     decisive = half <= detect + 1e-12
     span = f"{estimate:.3f} (95% CI {lo:.3f}-{hi:.3f}, n={n})"
     if decisive:
-        message = f"quality {span}: precise enough to tell a {points(detect)} difference"
+        message = f"quality {span}: precise enough to tell a difference of {points(detect)}"
     else:
         message = (f"quality {span}: too few items to decide, the interval spans "
-                   f"{points(hi - lo)}; telling a {points(detect)} difference needs about "
+                   f"{points(hi - lo)}; telling a difference of {points(detect)} needs about "
                    f"{need:,} items per model (fewer when both run on the same items)")
     return Precision(estimate, (lo, hi), n, detect, decisive, need, message)
 
