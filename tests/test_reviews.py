@@ -288,6 +288,48 @@ def test_a_written_answer_rescores_every_model_on_a_workload_without_gold(
     assert q0["quality"].to_list() == [0.0, 1.0]
 
 
+def test_a_team_without_gold_labels_gets_quality_from_reviews_of_real_answers(
+        store: Store) -> None:
+    """The bundled model (real llama.cpp inference) answers 8 support tickets uploaded without
+    labels: nothing is scored. A person reviews 4 answers (judging them against what they
+    know) and writes the answer to a fifth; the one-model policy's replayed quality is then the
+    share of right answers among those 5, and its provenance names the label set."""
+    from workbench.catalog import bundled_model_path
+    from workbench.export import provenance_from_store
+    from workbench.models import ModelSpec
+    from workbench.runner import run
+
+    load_samples(store, [WL])
+    sample = store.items(WL).head(8)
+    truth = dict(zip(sample["item_id"], sample["reference"], strict=True))
+    store.add_workload_frame("tickets", sample.drop("reference"), task_type="classification",
+                             source="upload", label_set=list(SUPPORT_LABELS))
+    cfg = ModelSpec(name="gemma-local", kind="local-gguf", model=str(bundled_model_path()),
+                    threads=1)  # one thread: see tests/test_runner.py local_config
+    run(store, "tickets", [cfg])
+    out = store.outcomes("tickets")
+    assert out.height == 8 and out["error"].null_count() == 8
+    assert out["quality"].null_count() == 8  # no gold: nothing to score against
+    assert evaluate_workload(store, "tickets", single(cfg.name)).metrics.n_scored == 0
+
+    answers = dict(zip(out["item_id"], out["output"], strict=True))
+    ids = sorted(answers)
+    for iid in ids[:4]:
+        rv.save_review(store, "tickets", iid, reviewer="ana", model=cfg.name,
+                       verdict=answers[iid] == truth[iid])
+    rv.save_review(store, "tickets", ids[4], reviewer="bo", answer=truth[ids[4]].upper())
+    m = evaluate_workload(store, "tickets", single(cfg.name), label_set="latest").metrics
+    right = sum(answers[i] == truth[i] for i in ids[:5])
+    assert m.n_scored == 5 and m.quality == pytest.approx(right / 5)
+    policy = provenance_from_store(single(cfg.name), store, "tickets", label_set="latest")
+    assert policy.provenance is not None
+    assert policy.provenance.label_set == {"workload": "tickets", "version": 5,
+                                           "reviewers": ["ana", "bo"], "n_reviews": 5,
+                                           "n_items": 5}
+    assert policy.provenance.train_metrics["quality"] == pytest.approx(right / 5)
+    print(f"\nbundled model on 8 unlabelled tickets: {right}/5 right among the reviewed")
+
+
 def test_silver_and_label_set_together_say_both(store: Store) -> None:
     record(store)
     iid = store.items(WL)["item_id"][0]
