@@ -121,7 +121,9 @@ def test_classification_reuses_prefix_and_matches_naive(provider: LocalProvider)
         assert math.isclose(sum(r.label_probs.values()), 1.0, rel_tol=1e-6)
         assert r.confidence == max(r.label_probs.values())
         assert 0.0 <= r.signals["margin"] <= 1.0 and r.signals["entropy"] >= 0.0
-        assert r.cost_usd == pytest.approx(0.36 * r.latency_ms / 3.6e6, rel=1e-6)
+        price = provider.price  # from the measured speed, not wall time (local_cost)
+        assert r.cost_usd == pytest.approx((r.prompt_tokens * price.input_per_mtok + r.signals[
+            "label_tokens_scored"] * price.output_per_mtok) / 1e6, rel=1e-12)
     # The prefix is evaluated (or restored) at most once: every later item and the
     # content-free probe keep its KV cache and evaluate only their own tokens.
     stats = provider.model.stats

@@ -17,7 +17,7 @@ from workbench.extras import MissingExtraError, require
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add `models` (list/add/edit/delete/quantize), `run` and `compare`."""
+    """Add `models` (list/add/edit/delete/quantize/calibrate), `run` and `compare`."""
     models = sub.add_parser("models", help="list, add, delete or re-quantize model configs")
     add_home(models)
     models.add_argument("--json", action="store_true", help="print a JSON list")
@@ -74,6 +74,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     quant.add_argument("--type", required=True, dest="qtype", help="e.g. Q3_K_M, Q2_K")
     quant.add_argument("--as", dest="new_name", default=None, help="name of the new entry")
     quant.set_defaults(func=cmd_quantize)
+    from workbench.cli import local_speed
+
+    local_speed.register(msub)
 
     run = sub.add_parser("run", help="run a workload on one or more models (cached, resumable)")
     add_home(run)
@@ -361,10 +364,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"few-shot {source.describe()}: outcomes stored as "
               f"{', '.join(c.name for c in configs)}", file=sys.stderr)
     store = open_store(args.home)
+    from workbench.local_cost import price, provider_factory
+
+    for config in (c for c in configs if c.kind == "local-gguf"):  # once; says so if it measures
+        price(config, args.home, note=lambda m: print(m, file=sys.stderr))
     bar = ProgressBar()
     try:
         summary = run(store, args.workload, configs, limit=args.limit, progress=bar,
-                      scorer=args.scorer)
+                      scorer=args.scorer, provider_factory=provider_factory(args.home))
     finally:
         bar.close()
     if args.json:

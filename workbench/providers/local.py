@@ -22,13 +22,15 @@ some labels, and removing it ranks far better. Measured with the bundled model (
 one Xeon host; figures move by a few items between CPUs): support-triage 30 items, accuracy
 0.27 by raw sum, 0.27 length-normalised, 0.60 calibrated; Banking77 6 intents (2 shots each)
 60 items: 0.33 sum, 0.22 mean, 0.65 calibrated.
-Cost = hardware $/hour (config or WORKBENCH_HARDWARE_USD_PER_HOUR) x wall time.
+Cost is per token from the model's measured speed on this machine (`workbench.local_cost`),
+never the call's wall time, so a busy machine does not make the same call dearer.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from workbench import settings
+from workbench.local_cost import LocalPrice, price
 from workbench.models import ModelSpec
 from workbench.providers.base import (
     ContextWindowError,
@@ -82,23 +84,30 @@ class _PrefixCache:
 class LocalProvider:
     """A local GGUF model behind the Provider protocol (see `workbench.providers.base`)."""
 
-    def __init__(self, config: ModelSpec) -> None:
+    def __init__(self, config: ModelSpec, home: str | os.PathLike[str] | None = None) -> None:
+        """`home`: the data directory holding measured speeds (default WORKBENCH_HOME)."""
         if config.kind != "local-gguf":
             raise UnknownModelError(f"model {config.name!r} is {config.kind!r}, not local-gguf")
         self.config = config
+        self.home = home
         self._model: LoadedModel | None = None
+        self._price: LocalPrice | None = None
         self._prefix = _PrefixCache()
         self._content_free: dict[tuple[str, tuple[str, ...]], dict[str, float]] = {}
-        rate = config.hardware_usd_per_hour
-        self.usd_per_hour = float(
-            rate if rate is not None else settings.get("WORKBENCH_HARDWARE_USD_PER_HOUR")
-        )
 
     # -- setup ---------------------------------------------------------------------------
     def check(self) -> None:
         """Raise UnknownModelError when the GGUF file is missing, not GGUF or not loadable."""
         check_gguf(self.config.model, self.config.name)
         self.model  # noqa: B018 - loading is the check
+        self.price  # noqa: B018 - the speed is measured (once) before the first call
+
+    @property
+    def price(self) -> LocalPrice:
+        """How calls are charged: set per-1M prices, else the measured speed (see local_cost)."""
+        if self._price is None:
+            self._price = price(self.config, self.home)
+        return self._price
 
     @property
     def model(self) -> LoadedModel:
@@ -143,8 +152,12 @@ class LocalProvider:
             err = OtherProviderError(f"model {self.config.name!r}: {type(exc).__name__}: {exc}")
             return Response.failure(err, (time.perf_counter() - t0) * 1000)
 
-    def _cost(self, seconds: float) -> float:
-        return self.usd_per_hour * seconds / 3600.0
+    def _cost(self, prompt_tokens: int, decoded: int, signals: dict[str, Any],
+              kind: str = "generated") -> float:
+        """The call's cost from its token counts; the derivation goes into `signals`."""
+        usd, basis = self.price.cost(prompt_tokens, decoded, kind)
+        signals.update(basis)
+        return usd
 
     def score_labels(self, model: LoadedModel, request: Request
                      ) -> tuple[dict[str, float], dict[str, int], dict[str, Any]]:
@@ -164,11 +177,13 @@ class LocalProvider:
         conts = {lab: continuation_tokens(model, rendered.text, prompt, " " + lab)
                  for lab in labels}
         exact_all = all(exact for _, _, exact in conts.values())
+        decoded = 0  # label tokens decoded (a label's first token needs none at the item end)
         # A label that merges with the prompt's last tokens rewrites the cache from inside the
         # item, so those go last, latest start first: each label then finds the item's KV
         # intact up to where it starts.
         for label in sorted(labels, key=lambda lab: (conts[lab][0] != p_end, -conts[lab][0])):
             start, cont, _ = conts[label]
+            decoded += len(cont) - (1 if start == p_end else 0) if cont else 0
             if not cont:
                 total = 0.0
             elif start == p_end:  # the usual case: the label's first token needs no decode
@@ -187,7 +202,7 @@ class LocalProvider:
             lengths[label] = max(1, len(cont))
         scores = {lab: scores[lab] for lab in labels}  # in the request's order
         info = {"split": split.mode, "labels_exact": exact_all, "prefix_tokens": len(split.prefix),
-                "item_tokens": len(split.rest)}
+                "item_tokens": len(split.rest), "label_tokens_scored": decoded}
         return scores, lengths, info
 
     def content_free_scores(self, model: LoadedModel, request: Request) -> dict[str, float]:
@@ -235,6 +250,8 @@ class LocalProvider:
             "output_chars": len(top),
         }
         output, confidence = top, float(probs[order[0]])
+        prompt_tokens, decoded = (info["prefix_tokens"] + info["item_tokens"],
+                                  info["label_tokens_scored"])
         cfg = self.config
         if cfg.samples > 1:
             # Self-consistency from the one scoring pass: n labels drawn from the tempered
@@ -255,8 +272,9 @@ class LocalProvider:
         return Response(
             output=output, confidence=confidence,
             label_probs={lab: float(p) for lab, p in zip(labels, probs, strict=True)},
-            signals=signals, prompt_tokens=info["prefix_tokens"] + info["item_tokens"],
-            completion_tokens=1, latency_ms=seconds * 1000, cost_usd=self._cost(seconds),
+            signals=signals, prompt_tokens=prompt_tokens, completion_tokens=1,
+            latency_ms=seconds * 1000,
+            cost_usd=self._cost(prompt_tokens, decoded, signals, "scored"),
         )
 
     def _generate(self, model: LoadedModel, request: Request, t0: float) -> Response:
@@ -295,7 +313,8 @@ class LocalProvider:
         return Response(
             output=output, confidence=confidence, label_probs=None, signals=signals,
             prompt_tokens=len(prompt), completion_tokens=len(generated),
-            latency_ms=seconds * 1000, cost_usd=self._cost(seconds),
+            latency_ms=seconds * 1000,
+            cost_usd=self._cost(len(prompt), len(generated), signals),
         )
 
     def _decode_answer(self, model: LoadedModel, logits: np.ndarray, max_new: int,
@@ -364,13 +383,14 @@ class LocalProvider:
             **consistency.signals(vote, answers, kind, cfg.sample_temperature, cfg.seed,
                                   "generate"),
         }
+        n_decoded = sum(len(g) for g, _, _ in decoded)
         if win_logprobs:
             signals["logprob_mean"] = float(np.mean(win_logprobs))
             signals["logprob_min"] = float(np.min(win_logprobs))
         return Response(
             output=output, confidence=vote.share, label_probs=None, signals=signals,
-            prompt_tokens=p_end, completion_tokens=sum(len(g) for g, _, _ in decoded),
-            latency_ms=seconds * 1000, cost_usd=self._cost(seconds),
+            prompt_tokens=p_end, completion_tokens=n_decoded, latency_ms=seconds * 1000,
+            cost_usd=self._cost(p_end, n_decoded, signals),
         )
 
     def complete_many(
