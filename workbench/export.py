@@ -279,12 +279,13 @@ def provenance_from_store(
 def policy_text(policy: Policy, fmt: str = "yaml") -> str:
     """The policy file text in `fmt` ('yaml' or 'json'), checked to hold no secret; local
     models are named by file name and hash (`local_files.portable`), so the file works on
-    another machine."""
+    another machine, and carry per-1M prices from their measured speed (`local_cost`)."""
     if fmt not in ("yaml", "json"):
         raise WorkbenchError(f"unknown policy format {fmt!r}; use yaml or json")
+    from workbench.local_cost import with_local_prices
     from workbench.local_files import portable
 
-    policy = portable(policy)
+    policy = portable(with_local_prices(policy))  # local models priced from measured speed
     text = policy.to_json() + "\n" if fmt == "json" else (
         f"# workbench routing policy, schema version {SCHEMA_VERSION}\n" + policy.to_yaml()
     )
@@ -349,6 +350,9 @@ def litellm_config(
     """The LiteLLM proxy config as data: `model_list` (one deployment per policy model, prices
     per token in litellm_params, governance classes as tags) and `router_settings` (error
     fallbacks from the policy's fallback stage, num_retries, timeout, tag filtering)."""
+    from workbench.local_cost import with_local_prices
+
+    policy = with_local_prices(policy)  # local deployments carry their measured price
     tags = governance_tags(policy)
     model_list = []
     for name, spec in policy.models.items():
