@@ -40,7 +40,8 @@ with st.expander("Hosted provider keys", expanded=False):
     st.caption("Without keys you can still use local GGUF models and any OpenAI-compatible "
                "server on your network (kind litellm, model `openai/<name>`, api_base).")
 
-tab_add, tab_edit, tab_quant = st.tabs(["Add", "Edit or delete", "Re-quantize"])
+tab_add, tab_edit, tab_prompt, tab_quant = st.tabs(
+    ["Add", "Edit or delete", "Prompt and examples", "Re-quantize"])
 
 with tab_add, st.form("model_add"):
     from workbench.models import ModelSpec
@@ -127,6 +128,11 @@ with tab_edit:
             with ui.user_errors():
                 catalog.delete(pick)
                 st.rerun()
+
+with tab_prompt:
+    from workbench.ui import prompt_edit
+
+    prompt_edit.render("mp")
 
 with tab_quant:
     local = [c for c in configs if c.kind == "local-gguf"]

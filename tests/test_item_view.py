@@ -192,3 +192,32 @@ def test_compare_page_opens_one_item_with_its_prompt(home: Path) -> None:
     item = store.items("support-triage").filter(pl.col("item_id") == first).row(0, named=True)
     assert item["input"][:20] in prompt and prompt.rstrip().endswith("Category:")
     assert any("not in the model catalog" in c.value for c in at.caption)
+
+
+def test_models_page_edits_examples_and_shows_the_prompt(home: Path) -> None:
+    """The Models page's prompt tab: the built-in examples to start from, an edit saved to the
+    catalog, and the preview showing the saved prompt; a bad answer is refused, nothing saved."""
+    from streamlit.testing.v1 import AppTest
+
+    _triage(home)
+    _catalog(home)
+    at = AppTest.from_file(str(Path(__file__).parents[1] / "app.py"), default_timeout=120)
+    at.switch_page("pages/models.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="mp_model").value == LOCAL
+    before = next(c.value for c in at.code if "Category:" in c.value)
+    assert "I was charged twice for my subscription this month." in before  # built-in
+    tpl = next(t for t in at.text_area if t.key.startswith("mp_tpl_"))
+    tpl.set_value("Sort: {labels}\n\n{examples}Ticket: {input}\nQueue:").run()
+    at.button(key="mp_save").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    n = len(DEFAULT_FEW_SHOT["classification"])
+    assert any(f"Saved {n} example(s)" in s.value for s in at.success), [s.value for s in at.success]
+    after = next(c.value for c in at.code if "Queue:" in c.value)
+    assert after.startswith("Sort: ") and "Ticket: I was charged twice" in after
+    assert Catalog(home).get(LOCAL).templates["classification"].startswith("Sort: ")
+    bad = next(t for t in at.text_area if t.key.startswith("mp_tpl_"))
+    bad.set_value("no placeholder here").run()
+    at.button(key="mp_save").click().run()
+    assert any("input" in e.value for e in at.error), [e.value for e in at.error]
+    assert Catalog(home).get(LOCAL).templates["classification"].startswith("Sort: ")
