@@ -75,8 +75,8 @@ def check_share(share: Any) -> float:
         raise WorkbenchError(f"the strong share must be a number between 0 and 1 (0.2 = 20%), "
                              f"got {share!r}") from None
     if not math.isfinite(value) or not 0.0 <= value <= 1.0:
-        raise WorkbenchError(f"the strong share must be between 0 and 1 (0.2 = 20%), got "
-                             f"{share!r}")
+        raise WorkbenchError(f"the strong share must be a number between 0 and 1 (0.2 = "
+                             f"20%), got {share!r}")
     return value
 
 

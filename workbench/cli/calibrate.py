@@ -35,13 +35,11 @@ def parse_share(text: str) -> float:
     from workbench.calibrate import check_share
 
     raw = text.strip()
-    if raw.endswith("%"):
-        try:
-            return check_share(float(raw[:-1]) / 100.0)
-        except ValueError:
-            raise WorkbenchError(f"the strong share must be a number between 0 and 1 (0.2 = "
-                                 f"20%), got {text!r}") from None
-    return check_share(raw)
+    try:
+        return check_share(float(raw[:-1]) / 100.0 if raw.endswith("%") else raw)
+    except (ValueError, WorkbenchError):
+        raise WorkbenchError(f"the strong share must be a number between 0 and 1 (0.2 = "
+                             f"20%), got {text!r}") from None
 
 
 def _policy(args: argparse.Namespace) -> Any:
