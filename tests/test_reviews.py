@@ -198,6 +198,52 @@ def test_two_reviewers_saving_the_same_item_at_once_both_keep_their_saves(
     assert rv.label_set(store, WL).verdicts["verdict"][0] == top["verdict"][0]
 
 
+SAVER = """
+import sys, time
+from pathlib import Path
+from workbench.reviews import save_review
+from workbench.store import open_store
+home, name, verdict, n, go = sys.argv[1], sys.argv[2], sys.argv[3] == "right", int(sys.argv[4]), Path(sys.argv[5])
+deadline = time.monotonic() + 300
+while not go.exists() and time.monotonic() < deadline:
+    time.sleep(0.01)
+store = open_store(home)
+for _ in range(n):
+    save_review(store, "support-triage", "st-0002", reviewer=name, model="mid", verdict=verdict)
+print("saved", n, flush=True)
+"""
+
+
+def test_two_processes_saving_the_same_item_at_once_both_keep_their_saves(
+        home: Path, store: Store, tmp_path: Path) -> None:
+    """The app and a command (or two commands) share a data directory: saves from two
+    processes interleave through the store's file lease and none is lost."""
+    import os
+    import subprocess
+    import sys
+
+    record(store)
+    rv.ensure_schema(store)
+    store.close()
+    go, per_process = tmp_path / "go", 10
+    env = {**os.environ, "WORKBENCH_HOME": str(home), "WORKBENCH_LOCK_WAIT_S": "300"}
+    procs = [subprocess.Popen([sys.executable, "-c", SAVER, str(home), name, verdict,
+                               str(per_process), str(go)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+             for name, verdict in (("ana", "right"), ("bo", "wrong"))]
+    go.touch()
+    for proc in procs:
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-2000:]
+        assert out.strip() == f"saved {per_process}"
+    saved = rv.reviews(store, WL)
+    assert sorted(saved["version"].to_list()) == list(range(1, 2 * per_process + 1))
+    assert saved.group_by("reviewer").len().sort("reviewer").rows() == [
+        ("ana", per_process), ("bo", per_process)]
+    assert saved.filter(pl.col("reviewer") == "ana")["verdict"].all()
+    print("\nsave order:", "".join(r[0] for r in saved.sort("version")["reviewer"]))
+
+
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"item_id": "st-9999", "model": "cheap", "verdict": True},
      "item 'st-9999' is not in workload"),
