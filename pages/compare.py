@@ -93,6 +93,9 @@ if name:
             cols[0].plotly_chart(charts.cost_quality(metrics), width="stretch")
             outcomes = store.outcomes(name)
             cols[1].plotly_chart(charts.latency_box(outcomes), width="stretch")
+            from workbench.ui import paired as ui_paired
+
+            ui_paired.render(name, metrics, outcomes, "cmp_paired")
 
             st.subheader("What could move to a cheaper model?")
             from workbench.ui import headline

@@ -67,7 +67,8 @@ def test_every_command_is_registered() -> None:
     parser = build_parser()
     for name in ("samples", "load", "workloads", "delete", "sql", "models", "run", "compare",
                  "evaluate", "schema", "check", "tune", "tune-trial", "export", "route", "serve",
-                 "drift", "bench", "report", "log", "labels", "policy"):
+                 "drift", "bench", "report", "log", "labels", "policy",
+                 "paired", "calibrate"):
         assert _command(parser, name).prog == f"workbench {name}"
 
 

@@ -28,6 +28,8 @@ COMMAND_MODULES = (
     "workbench.cli.labels",
     "workbench.cli.review_trail",
     "workbench.cli.log",
+    "workbench.cli.paired",
+    "workbench.cli.calibrate",
 )
 
 
