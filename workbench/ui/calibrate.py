@@ -36,7 +36,7 @@ def render(policy: Any, items: pl.DataFrame, outcomes: pl.DataFrame, workload: s
         if c[1].button("Calibrate", key=f"{key}_run"):
             from workbench.calibrate import calibrate
 
-            with ui.user_errors():
+            with ui.user_errors(), st.spinner("Calibrating: replaying the policy..."):
                 st.session_state[f"{key}_result"] = None
                 result = calibrate(policy, items, outcomes, pct / 100.0, workload=workload)
                 st.session_state[f"{key}_result"] = (pct, result)

@@ -5,6 +5,7 @@ compared item by item (paired bootstrap, McNemar's test, cost difference)."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import polars as pl
 import streamlit as st
@@ -73,9 +74,20 @@ def render(workload: str, metrics: pl.DataFrame, outcomes: pl.DataFrame, key: st
     _paired(workload, metrics["model"].to_list(), detect, key)
 
 
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _compare(home: str, workload: str, version: tuple[str, int, int], a: str, b: str,
+             detect: float, saved: tuple[tuple[str, int], ...]) -> Any:
+    """The paired comparison, recomputed only when the outcomes or saved policies change."""
+    del home, version, saved  # part of the cache key only
+    from workbench.paired import compare
+
+    return compare(ui.store(), workload, a, b, catalog=ui.catalog(), detect=detect)
+
+
 def _paired(workload: str, models: list[str], detect: float, key: str) -> None:
     st.subheader("Two models or policies, item by item")
-    policies = [f"policy:{p.name}" for p in ui.catalog().list_policies()]
+    entries = ui.catalog().list_policies()
+    policies = [f"policy:{p.name}" for p in entries]
     options = models + policies
     if len(options) < 2:
         st.caption("Run a second model (or save a policy on the Route page) to compare two "
@@ -87,11 +99,10 @@ def _paired(workload: str, models: list[str], detect: float, key: str) -> None:
     if a == b:
         st.info("Pick two different models or policies.")
         return
-    from workbench.paired import compare
-
     with ui.user_errors():
         with st.spinner("Pairing items and resampling..."):
-            r = compare(ui.store(), workload, a, b, catalog=ui.catalog(), detect=detect)
+            r = _compare(str(ui.home_dir()), workload, ui.store().outcomes_version(workload),
+                         a, b, detect, tuple((p.name, p.version) for p in entries))
         m = st.columns(4)
         m[0].metric(f"A: {a}", f"{r.quality_a:.3f}",
                     help=f"95% CI {r.quality_a_ci[0]:.3f} – {r.quality_a_ci[1]:.3f}, "
