@@ -36,12 +36,17 @@ def cost_quality(points: pl.DataFrame, *, x: str = "cost_per_request", y: str = 
                 "error_y_minus": frame[y] - frame["quality_lo"]}
     fig = px.scatter(frame, x=x, y=y, text=label, title=title,
                      labels={x: "cost per request (USD)", y: "quality"}, **bars)
-    fig.update_traces(textposition="top center", marker={"size": 11})
+    # labels alternate above and below the points in cost order, and may overflow the plot
+    # area, so neighbours do not overlap and long model names are not clipped at the edges
+    order = frame[x].rank(method="first").fillna(0).astype(int)
+    fig.update_traces(textposition=["top center" if i % 2 else "bottom center" for i in order],
+                      marker={"size": 11}, cliponaxis=False)
     if highlight:
         sub = frame[frame[label].isin(list(highlight))]
         fig.add_trace(go.Scatter(x=sub[x], y=sub[y], mode="markers", name="selected",
                                  marker={"size": 16, "symbol": "star", "color": "#dc2626"}))
-    fig.update_layout(height=420, margin={"l": 10, "r": 10, "t": 40, "b": 10}, showlegend=False)
+    fig.update_layout(height=420, margin={"l": 40, "r": 90, "t": 50, "b": 30},
+                      showlegend=False)
     if y == "quality":
         fig.update_yaxes(rangemode="tozero")
     return fig

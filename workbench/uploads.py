@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import os
 import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from workbench.errors import WorkbenchError
@@ -60,3 +61,26 @@ def save_upload(home: str | os.PathLike[str], name: str, data: bytes,
         with contextlib.suppress(OSError):
             tmp.unlink()
     return path
+
+
+def in_user_terms(message: str, path: str | os.PathLike[str], shown_name: str) -> str:
+    """A message about a saved upload with the saved path (or its safe name) replaced by the
+    name the user chose, which is the only name they know."""
+    p = Path(path)
+    for text in sorted({str(p), str(p.resolve()), p.name}, key=len, reverse=True):
+        message = message.replace(text, shown_name)
+    return message
+
+
+@contextlib.contextmanager
+def upload_errors(path: str | os.PathLike[str], shown_name: str,
+                  show: Callable[[str], object]) -> Iterator[None]:
+    """Report a WorkbenchError about an upload in the user's terms (via `show`) and delete the
+    rejected file, so the uploads folder keeps only files that were imported or are being
+    mapped; other exceptions (and Streamlit's rerun) pass through."""
+    try:
+        yield
+    except WorkbenchError as exc:
+        show(in_user_terms(str(exc), path, shown_name))
+        with contextlib.suppress(OSError):
+            Path(path).unlink()

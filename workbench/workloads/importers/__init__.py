@@ -90,7 +90,7 @@ def import_file(
     _check_file(path)
     if not replace and store.exists(name):
         raise ImportError_(f"{path}: a workload named {name!r} already exists; choose another "
-                           "name or replace it (--replace)")
+                           "name or replace it (the Workloads page's 'Replace' box, or --replace)")
     container = _container(path, format)
     delim = delimiter or _default_delimiter(path)
     if format in ("auto", *ITEM_FORMATS):
