@@ -146,6 +146,7 @@ def _freeze_in_trial(proc: subprocess.Popen, reader: _Reader, worker: int,
                      pg: PgServer) -> optuna.trial.FrozenTrial | None:
     """Stop `proc` (SIGSTOP) and return its RUNNING trial if it has one whose heartbeat is
     recorded (the trial is observably running); else let it go on (SIGCONT) and return None."""
+    assert proc.poll() is None, f"worker {worker} ended early: {proc.stderr.read()[-2000:]}"
     os.kill(proc.pid, signal.SIGSTOP)
     for t in reader.trials():
         if t.state == optuna.trial.TrialState.RUNNING and t.user_attrs.get("worker") == worker:
@@ -174,10 +175,11 @@ def test_killed_worker_leaves_the_study_usable(tmp_path: Path, pg_server: PgServ
                        "worker 0 inside a running trial")
         victim.kill()
         victim.wait(timeout=60)
-    finally:
-        if victim.poll() is None:
-            victim.kill()
-            victim.wait(timeout=60)
+    except BaseException:  # a failed wait above must not leave workers behind
+        for proc in (victim, other):
+            proc.kill()
+            proc.wait(timeout=60)
+        raise
     assert victim.returncode == -signal.SIGKILL
     assert pg_server.password not in victim.stdout.read() + victim.stderr.read()
 

@@ -39,6 +39,8 @@ def _redact(url: str) -> str:
 
 
 _MEMORY: dict[str, Any] = {}
+# (server URL, heartbeat settings) -> its storage, opened once per process
+_SERVERS: dict[tuple[str, tuple[tuple[str, int], ...]], Any] = {}
 
 
 # masked URL (as shown in results, JSON and the catalog) -> the real one, for this process only,
@@ -49,26 +51,36 @@ _REAL_URLS: dict[str, str] = {}
 def open_storage(url: str) -> Any:
     """An Optuna storage for `url` (':memory:' = one process-wide in-memory storage; SQLite
     gets a long busy timeout so several worker processes can share one file). RDB storages
-    get Optuna's trial heartbeat, so a trial left running by a dead worker is failed later."""
+    get Optuna's trial heartbeat, so a trial left running by a dead worker is failed later.
+    A database server's storage is opened once per process and reused (one connection pool,
+    not one per call)."""
     import optuna
 
     url = _REAL_URLS.get(url, url)
     if url == IN_MEMORY:
         return _MEMORY.setdefault(url, optuna.storages.InMemoryStorage())
+    heartbeat = _heartbeat()
     kwargs: dict[str, Any] = {}
     sqlite = url.startswith("sqlite")
     if sqlite:
         kwargs = {"connect_args": {"timeout": 120}}
-    elif url.startswith("postgresql"):  # an unreachable host fails in seconds, not minutes
-        kwargs = {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}
+    else:  # a server: check pooled connections before use (it may have restarted)
+        kwargs = {"pool_pre_ping": True}
+        if url.startswith("postgresql"):  # an unreachable host fails in seconds, not minutes
+            kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
+        key = (url, tuple(sorted(heartbeat.items())))
+        if key in _SERVERS:
+            return _SERVERS[key]
     last: Exception | None = None
     for attempt in range(5):
         try:
             with warnings.catch_warnings():  # the heartbeat is "experimental" since 2.9
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs, **_heartbeat())
+                storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs, **heartbeat)
             if sqlite:
                 _sqlite_wal(storage.engine)
+            else:
+                _SERVERS[key] = storage
             return storage
         except Exception as exc:  # workers starting together race to create the schema
             last = exc
