@@ -588,6 +588,8 @@ def test_review_page_marks_answers_writes_one_and_moves_on(home: Path, store: St
     at.selectbox(key="rv_silver").set_value("strong").run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("agreement with strong, not accuracy" in i.value for i in at.info)
+    agree = at.dataframe[0].value
+    assert agree.loc[agree["model"] == "strong", "agreement with strong"].iloc[0] == 1.0
 
 
 def test_review_page_says_when_nothing_is_left(home: Path, store: Store) -> None:

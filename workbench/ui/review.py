@@ -133,12 +133,12 @@ def _answer_row(key: str, workload: str, item_id: str, i: int, row: dict[str, An
         else:
             st.code(row["output"] or "", language=None, wrap_lines=True)
         keyed = i <= MAX_KEYED
-        b = st.columns([0.15, 0.15, 0.7])
-        b[0].button("Right", key=f"{key}_right_{i}", icon=":material/check:",
+        b = st.container(horizontal=True)
+        b.button("Right", key=f"{key}_right_{i}", icon=":material/check:",
                     shortcut=str(i) if keyed else None, disabled=not can_save or row["error"]
                     is not None, on_click=_save_verdict,
                     args=(key, workload, item_id, row["model"], True))
-        b[1].button("Wrong", key=f"{key}_wrong_{i}", icon=":material/close:",
+        b.button("Wrong", key=f"{key}_wrong_{i}", icon=":material/close:",
                     shortcut=f"Alt+{i}" if keyed else None, disabled=not can_save,
                     on_click=_save_verdict, args=(key, workload, item_id, row["model"], False))
 
@@ -153,6 +153,8 @@ def render(workload: str, key: str) -> None:
         st.info(f"Quality on this page is **agreement with {silver}, not accuracy**: every "
                 f"model is scored against {silver}'s answers with the workload's scorer.",
                 icon=":material/info:")
+        with ui.user_errors():
+            agreement_table(workload, silver)
     with ui.user_errors():
         ids, reasons, basis = _frozen_queue(workload, key, silver, cheap, threshold, include)
         if st.button("Rebuild the queue", key=f"{key}_rebuild",
@@ -213,10 +215,10 @@ def render(workload: str, key: str) -> None:
 
 
 def _nav(key: str, pos: int, size: int) -> None:
-    nav = st.columns([0.15, 0.15, 0.7])
-    nav[0].button("Back", key=f"{key}_back", icon=":material/arrow_back:", shortcut="B",
+    nav = st.container(horizontal=True)
+    nav.button("Back", key=f"{key}_back", icon=":material/arrow_back:", shortcut="B",
                   disabled=pos == 0, on_click=_move, args=(key, -1, size))
-    nav[1].button("Next", key=f"{key}_next", icon=":material/arrow_forward:", shortcut="N",
+    nav.button("Next", key=f"{key}_next", icon=":material/arrow_forward:", shortcut="N",
                   disabled=pos >= size - 1, on_click=_move, args=(key, 1, size))
 
 
@@ -250,3 +252,26 @@ def summary(workload: str, silver: str | None) -> None:
     st.dataframe(table, hide_index=True, width="stretch",
                  column_config={c: st.column_config.NumberColumn(format="percent")
                                 for c in table.columns if c != "model"})
+
+
+def agreement_table(workload: str, silver: str) -> None:
+    """Each model's agreement with the reference model (95% CI), cost and errors."""
+    from workbench.label_quality import quality_outcomes
+    from workbench.report import model_table
+    from workbench.report_data import prepare
+
+    store = ui.store()
+    scored = quality_outcomes(store, workload, silver=silver)
+    table = model_table(prepare(store.recorded_items(workload), scored.outcomes), n_boot=200)
+    shown = table.select(
+        "model", pl.col("quality").alias(f"agreement with {silver}"),
+        pl.format("{}% - {}%", (pl.col("quality_lo") * 100).round(1),
+                  (pl.col("quality_hi") * 100).round(1)).alias("95% CI"),
+        "cost_per_request", "error_rate")
+    st.dataframe(shown, hide_index=True, width="stretch", column_config={
+        f"agreement with {silver}": st.column_config.NumberColumn(format="percent"),
+        "cost_per_request": st.column_config.NumberColumn("$ per request", format="$%.6f"),
+        "error_rate": st.column_config.NumberColumn("errors", format="percent")})
+    if scored.basis.n_silver_missing:
+        st.caption(f"{scored.basis.n_silver_missing} items are left out: {silver} gave no "
+                   "answer to them.")
