@@ -105,8 +105,8 @@ class Throughput:
 
     def describe(self) -> str:
         """One line: the speeds, where and when measured, and the contention flag."""
-        text = (f"{_tps(self.prompt_tps)} tok/s prompt, {_tps(self.gen_tps)} tok/s generation "
-                f"({self.threads} thread{'s' if self.threads != 1 else ''}, one request at a "
+        text = (f"{tps_text(self.prompt_tps)} tok/s prompt, {tps_text(self.gen_tps)} tok/s "
+                f"generation ({self.threads} thread{'s' if self.threads != 1 else ''}, one request at a "
                 f"time, best of {self.trials} trials on {self.cpu}, {self.measured_at[:10]})")
         if self.contended:
             text += (f"; measured under contention (the process got "
@@ -121,7 +121,8 @@ class Throughput:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
-def _tps(value: float) -> str:
+def tps_text(value: float) -> str:
+    """Tokens per second as shown to users (whole numbers from 10 up, two digits below)."""
     return f"{value:,.0f}" if value >= 10 else f"{value:.2g}"
 
 
@@ -286,8 +287,8 @@ class LocalPrice:
                      f"{gen_tokens:,} {gen_kind} at ${self.output_per_mtok:.4g}/1M (prices set "
                      "on the model)")
             return usd, {"cost_basis": basis}
-        basis = (f"local: {prompt_tokens:,} prompt tokens at {_tps(tp.prompt_tps)} tok/s + "
-                 f"{gen_tokens:,} {gen_kind} at {_tps(tp.gen_tps)} tok/s, "
+        basis = (f"local: {prompt_tokens:,} prompt tokens at {tps_text(tp.prompt_tps)} tok/s + "
+                 f"{gen_tokens:,} {gen_kind} at {tps_text(tp.gen_tps)} tok/s, "
                  f"${self.usd_per_hour:.2f}/h (measured {tp.measured_at[:10]}"
                  + (", under contention" if tp.contended else "") + ")")
         return usd, {"cost_basis": basis, "cost_measure": {
