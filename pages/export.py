@@ -1,13 +1,13 @@
-"""Export: pick a saved policy, preview its file, diff it against the previous version,
-download the policy and a LiteLLM proxy config, and try it live on a typed prompt."""
+"""Export: pick a saved policy, preview its file, diff it against its parent and the approved
+version, review it (history, approve/reject), download the policy and a LiteLLM proxy config,
+and try it live on a typed prompt."""
 
 from __future__ import annotations
-
-import difflib
 
 import streamlit as st
 
 from workbench import ui
+from workbench.ui import review_trail
 
 st.title("Export")
 catalog = ui.catalog()
@@ -34,6 +34,9 @@ else:
             policy = export.provenance_from_store(policy, store, entry.workload)
         else:
             policy = export.with_provenance(policy)
+        from workbench.policy_approval import stamp_approval
+
+        policy = stamp_approval(policy, catalog)  # the file names its approval, if any
         fmt = st.radio("Format", ["yaml", "json"], horizontal=True, key="exp_fmt")
         text = export.policy_text(policy, fmt)
         litellm_text = export.litellm_config_yaml(policy)
@@ -51,16 +54,11 @@ else:
         tab_file, tab_diff, tab_litellm = st.tabs(["Policy file", "Diff", "LiteLLM config"])
         tab_file.code(text, language=fmt)
         with tab_diff:
-            older = [v for v in versions if v.version < version]
-            if older:
-                prev = older[-1]
-                diff = difflib.unified_diff(prev.body.splitlines(), entry.body.splitlines(),
-                                            f"{pick} v{prev.version}", f"{pick} v{version}",
-                                            lineterm="")
-                st.code("\n".join(diff) or "(no differences)", language="diff")
-            else:
-                st.caption("This is the first version; nothing to diff against.")
+            review_trail.render_diffs(catalog, pick, version)
         tab_litellm.code(litellm_text, language="yaml")
+
+        st.subheader("Review")
+        review_trail.render(catalog, pick, version)
 
     st.subheader("Try it")
     st.caption("Routes a prompt live through the policy's models (local ones run here).")

@@ -385,7 +385,8 @@ def _decide(catalog: Catalog, name: str, version: int | None, decision: str, *,
             raise ConflictError(f"cannot approve {record.describe()}. A rejection is final: "
                                 "save the fix as a new version and review that")
         if record.state == "approved" and not record.needs_recheck:
-            raise ConflictError(f"{record.describe()}; nothing to do")
+            raise ConflictError(f"nothing to do: {record.describe()}, and no model it "
+                                "uses changed since")
         if second and record.author is None:
             raise WorkbenchError(
                 f"cannot approve {label}: who saved it was not recorded (it predates the "
