@@ -73,6 +73,20 @@ if name:
         elif job.result is not None:
             st.session_state["tune_result"] = job.result
     result = st.session_state.get("tune_result")
+    if result is not None and result.workload != name:
+        result = None  # a study of another workload
+    if result is None and not busy:
+        studies = catalog.list_studies(name)
+        if studies:
+            from workbench.tune.reopen import reopen
+
+            last = studies[0]
+            with ui.user_errors(), st.spinner(f"Opening the last study, {last.name}..."):
+                result = reopen(store, last.storage, last.name, home=ui.home_dir())
+                st.session_state["tune_result"] = result
+                st.info(f"Showing the last study on {name}: {last.name} ({last.objective}, "
+                        f"{result.n_trials} trials, {last.created:%Y-%m-%d %H:%M} UTC). Tune "
+                        "again above to run a new one.", icon=":material/history:")
     if result is not None:
         from workbench import tune_charts
 
