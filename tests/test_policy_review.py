@@ -95,9 +95,14 @@ def test_edits_append_versions_and_never_rewrite_history(home: Path) -> None:
         con.close()
     assert _rows(home) == after
 
-    # a parent that is not an earlier version is refused and nothing is saved
+    # a parent that is not an earlier version, or a key pasted into the reason, is refused
+    # and nothing is saved
     with pytest.raises(WorkbenchError, match="parent version 5"):
         cat.save_policy("triage", Policy.validate_data(_policy(0.7)).to_yaml(), parent=5)
+    with pytest.raises(WorkbenchError, match="the reason for the change: refusing") as info:
+        cat.save_policy("triage", Policy.validate_data(_policy(0.7)).to_yaml(),
+                        reason="tested with sk-abcdefghijklmnop1234")
+    assert "sk-abc" not in str(info.value)
     assert _rows(home) == after
 
 
@@ -230,6 +235,10 @@ def test_check_require_approved(home: Path, tmp_path: Path,
     code, out, _ = _cli(capsys, home, *gate, str(approved))
     assert code == 0 and out.startswith("OK: ")
     assert "review: approved: triage v1 approved by bob on " in out
+    # another data directory holds no catalog: nothing is approved there
+    code, _, err = _cli(capsys, tmp_path / "elsewhere", *gate, str(approved))
+    assert code == 2 and "no catalog at" in err and "nothing is approved there" in err
+    assert not (tmp_path / "elsewhere" / "catalog.db").exists()
     # the same content, written by hand without provenance, is just as approved
     assert _cli(capsys, home, *gate, str(_write(tmp_path / "hand.yaml", _policy(0.6))))[0] == 0
 
@@ -306,6 +315,10 @@ def test_model_changes_mark_policies_for_recheck(home: Path, tmp_path: Path,
     assert triage.needs_recheck == (
         "cheap: input price (USD per 1M tokens) 0.1 -> 0.15",)
     assert not history(cat, "other")[0].needs_recheck  # it does not use cheap
+    # a model that was not in the catalog when reviewed keeps the policy's own description
+    cat.add(ModelSpec(name="mini", model="openai/mini-2", input_price_per_mtok=9.0,
+                      output_price_per_mtok=9.0))
+    assert not history(cat, "other")[0].needs_recheck
     code, out, _ = _cli(capsys, home, *gate)
     assert code == 1 and out.startswith("FAIL: models changed since triage v1 was approved")
     assert "input price (USD per 1M tokens) 0.1 -> 0.15" in out
@@ -346,6 +359,8 @@ def test_export_page_shows_history_and_approves(home: Path,
 
     root = Path(__file__).resolve().parents[1]
     cat = Catalog(home)
+    cat.add(ModelSpec(name="cheap", model="openai/cheap", input_price_per_mtok=0.1,
+                      output_price_per_mtok=0.2))
     cat.save_policy("triage", Policy.validate_data(_policy(0.6)).to_yaml(), author="alice",
                     reason="first cut")
     cat.save_policy("triage", Policy.validate_data(_policy(0.8)).to_yaml(), author="alice",
@@ -382,3 +397,12 @@ def test_export_page_shows_history_and_approves(home: Path,
     approval = yaml.safe_load(file_text.split("\n", 1)[1])["provenance"]["approval"]
     assert (approval["policy"], approval["version"], approval["reviewer"]) == ("triage", 2,
                                                                                "bob")
+
+    # the catalog's price of cheap changes: the page flags the approved version
+    cat.update("cheap", output_price_per_mtok=0.4)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("needs a re-check" in w.value and "cheap: output price (USD per 1M tokens) "
+               "0.2 -> 0.4" in w.value for w in at.warning), [w.value for w in at.warning]
+    table = next(d.value for d in at.dataframe if "reason" in d.value.columns)
+    assert list(table["needs re-check"]) == ["yes", ""]

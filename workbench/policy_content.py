@@ -144,8 +144,8 @@ def model_changes(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> li
         if was == now:
             continue
         if was is None:
-            lines.append(f"{name}: added to the catalog after the review")
-        elif now is None:
+            continue  # not in the catalog when reviewed: the policy's own description holds
+        if now is None:
             lines.append(f"{name}: no longer in the catalog")
         else:
             diffs = [f"{label} {_show(key, was.get(key))} -> {_show(key, now.get(key))}"

@@ -154,10 +154,13 @@ def record_version(session: Session, entry: PolicyEntry, *, author: str | None =
             f"parent version {parent} of policy {entry.name!r}: it must be an existing earlier "
             f"version (1 to {entry.version - 1})" if entry.version > 1 else
             f"policy {entry.name!r} has no versions yet, so version 1 has no parent")
+    from workbench.export import assert_no_secrets
+
     reason = " ".join(reason.split())
     if len(reason) > MAX_COMMENT_CHARS:
         raise WorkbenchError(f"the reason is {len(reason)} characters; at most "
                              f"{MAX_COMMENT_CHARS}")
+    assert_no_secrets(reason, "the reason for the change")
     info = PolicyVersionInfo(
         name=entry.name, version=entry.version, author=current_user(author, required=False),
         saved=entry.created, reason=reason,
@@ -342,6 +345,12 @@ def by_hash(catalog: Catalog, digest: str) -> list[VersionRecord]:
         hit = set(s.exec(select(PolicyVersionInfo.name)
                          .where(PolicyVersionInfo.content_hash == digest)).all())
     return [r for r in _records(catalog, hit) if r.content_hash == digest]
+
+
+def needing_recheck(catalog: Catalog) -> list[VersionRecord]:
+    """Approved versions of every policy whose models changed since their approval."""
+    return [r for r in _records(catalog, [p.name for p in catalog.list_policies()])
+            if r.needs_recheck]
 
 
 def latest_decision_time(record: VersionRecord) -> datetime:

@@ -141,8 +141,12 @@ def _review(args: argparse.Namespace) -> Any:
     from workbench import settings
     from workbench.policy import Policy
 
-    if not args.require_approved and not (settings.home(args.home) / "catalog.db").is_file():
-        return None
+    catalog_file = settings.home(args.home) / "catalog.db"
+    if not catalog_file.is_file():
+        if not args.require_approved:
+            return None
+        raise WorkbenchError(f"no catalog at {catalog_file}, so nothing is approved there; "
+                             "give --home the data directory the policy was reviewed in")
     from workbench.catalog import Catalog
     from workbench.policy_approval import check_approved
 

@@ -16,6 +16,7 @@ from workbench.policy_review import (
     approve,
     current_user,
     history,
+    needing_recheck,
     reject,
     require_second_reviewer,
     when,
@@ -89,6 +90,12 @@ def render(catalog: Any, name: str, version: int) -> None:
     if flash:
         st.toast(flash, icon=":material/check:")
     _state_banner(record)
+    others = [r for r in needing_recheck(catalog) if (r.name, r.version) != (name, version)]
+    if others:
+        st.warning("Also needing a re-check, because a model they use changed since their "
+                   "approval: " + "; ".join(f"**{r.name} v{r.version}** ("
+                                             + ", ".join(r.needs_recheck) + ")"
+                                             for r in others), icon=":material/sync_problem:")
     st.caption(f"Content hash {short(record.content_hash)} (what the policy does, without "
                "provenance). `workbench check --require-approved` passes only for files with "
                "the content of an approved version whose models did not change since.")
