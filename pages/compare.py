@@ -93,6 +93,10 @@ if name:
             cols[0].plotly_chart(charts.cost_quality(metrics), width="stretch")
             outcomes = store.outcomes(name)
             cols[1].plotly_chart(charts.latency_box(outcomes), width="stretch")
+            from workbench.ui import context_use, cost_note
+
+            cost_note.render(outcomes)
+            context_use.render(name, "cmp_ctx")
             from workbench.ui import paired as ui_paired
 
             ui_paired.render(name, metrics, outcomes, "cmp_paired")

@@ -1,6 +1,6 @@
 """Models: list, add, edit and delete catalog models; key presence per hosted provider; GGUF
 validation; few-shot examples drawn from a train workload; re-quantize a local model to compare
-quantization levels."""
+quantization levels; a local model's measured speed on this machine (which sets its cost)."""
 
 from __future__ import annotations
 
@@ -123,6 +123,25 @@ with tab_edit:
             with ui.user_errors():
                 path = validate_gguf(cfg.model)
                 st.caption(f"GGUF file OK: {path} ({path.stat().st_size / 1e6:.0f} MB)")
+            from workbench import local_cost
+
+            with ui.user_errors():  # local cost comes from this measured speed, not wall time
+                speed = local_cost.lookup(cfg, ui.home_dir())
+                rate = local_cost.usd_per_hour(cfg)
+                if speed is None:
+                    st.caption("Speed on this machine: not measured yet (it is measured before "
+                               "the first run, in a few seconds; it sets the cost per token).")
+                else:
+                    inp, out = speed.prices(rate)
+                    (st.warning if speed.contended else st.caption)(
+                        f"Speed on this machine: {speed.describe()}. At ${rate:.2f}/hour: "
+                        f"${inp:.4g} per 1M prompt tokens, ${out:.4g} per 1M generated.")
+                if st.button("Measure speed now", key="me_speed",
+                             help="Best of 5 trials, one request at a time; close other work "
+                                  "first. Runs after this are charged at the new speed."):
+                    with st.spinner(f"Measuring {pick} on this machine..."):
+                        local_cost.ensure(cfg, ui.home_dir(), force=True)
+                    st.rerun()
         sure = st.checkbox(f"Yes, delete {pick}", key="me_del_sure")
         if st.button("Delete model", disabled=not sure, key="me_del"):
             with ui.user_errors():

@@ -37,6 +37,8 @@ from workbench.errors import WorkbenchError
 from workbench.models import ModelSpec
 
 if TYPE_CHECKING:
+    import polars as pl
+
     from workbench.policy import Policy
     from workbench.providers.base import Provider
     from workbench.providers.llama import LoadedModel
@@ -345,3 +347,21 @@ def provider_factory(home: str | os.PathLike[str] | None) -> Callable[[ModelSpec
         return get_provider(spec)
 
     return make
+
+
+def cost_sources(outcomes: pl.DataFrame) -> pl.DataFrame:
+    """Per model of recorded outcomes: how its costs were derived (one example `cost_basis`,
+    or none for hosted/imported rows and local rows from before measured speeds) and whether
+    any came from a measurement taken under contention."""
+    import polars as pl
+
+    if outcomes.height == 0 or "signals" not in outcomes.columns:
+        return pl.DataFrame(schema={"model": pl.String, "cost_basis": pl.String,
+                                    "contended": pl.Boolean})
+    sig = pl.col("signals").cast(pl.String)
+    return (outcomes.with_columns(
+        sig.str.json_path_match("$.cost_basis").alias("cost_basis"),
+        (sig.str.json_path_match("$.cost_measure.contended") == "true").alias("contended"))
+        .group_by("model", maintain_order=True)
+        .agg(pl.col("cost_basis").drop_nulls().first(), pl.col("contended").fill_null(False).any())
+        .sort("model"))
