@@ -332,6 +332,7 @@ def _cli_runs(env: Env) -> list[list[str]]:
          "--json", "--log", str(env.work / "decisions.jsonl"), "--log-text", "full"],
         ["drift", "--policy", str(env.work / "hosted.yaml"), "--log",
          str(env.work / "decisions.jsonl"), "--workload", "uploaded"],
+        ["log", "prune", "--log", str(env.work / "decisions.jsonl"), "--days", "30"],
         ["report", "--workload", "support-triage", "--html", str(env.work / "report.html")],
         ["report", "--workload", "support-triage", "--json"],
         ["bench", "ingest", "--rows", "2000", "--baseline-rows", "200"],
