@@ -49,8 +49,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "WORKBENCH_HARDWARE_USD_PER_HOUR",
         "0.10",
-        "Price of the machine running local models, in US dollars per hour; local model cost "
-        "is this times wall time.",
+        "Price of the machine running local models, in US dollars per hour; a local call costs "
+        "this times the time its tokens take at the model's measured speed (`workbench models "
+        "calibrate`), not its wall time.",
     ),
     Setting(
         "WORKBENCH_CONCURRENCY",
