@@ -4,6 +4,8 @@ and the Compare page's section."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from workbench.catalog import Catalog, bundled_model_path
+from workbench.cli import main
 from workbench.context_use import NEAR_LIMIT, context_sizes, context_use, hosted_context
 from workbench.errors import WorkbenchError
 from workbench.models import ModelSpec
@@ -93,6 +96,19 @@ def test_hosted_context_from_litellms_bundled_table(store: Store, home: Path) ->
     assert use.per_model["context_tokens"].to_list() == [128_000]
     assert use.near_limit["item_id"].to_list() == ["c-near"]
     assert use.near_limit["share"].to_list() == [pytest.approx(0.9)]
+    # ... and in the report's JSON, beside a cheaper model's outcomes
+    store.write_outcomes("ctx", pl.DataFrame({
+        "item_id": ["a-short", "b-mid", "c-near"], "model": ["imported"] * 3,
+        "output": ["billing"] * 3, "quality": [1.0, 0.0, 1.0], "cost_usd": [1e-6] * 3,
+        "prompt_tokens": [50, 60, 70], "latency_ms": [30.0] * 3}))
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["report", "--workload", "ctx", "--json", "--n-boot", "50",
+                     "--home", str(home)]) == 0
+    reported = json.loads(printed.getvalue())["context_use"]
+    assert [m["model"] for m in reported["models"]] == ["imported", "mini"]
+    assert reported["models"][0]["source"] == "not in the model catalog"
+    assert [r["item_id"] for r in reported["near_limit"]] == ["c-near"]
 
 
 def test_compare_page_shows_context_use_and_cost_derivation(store: Store, home: Path) -> None:

@@ -102,7 +102,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
         size = write_html(report, args.html)
     if args.json:
-        print(json.dumps(report.as_json(), indent=2, default=str))
+        from workbench.context_use import context_use
+
+        data = {**report.as_json(), "context_use": context_use(
+            open_store(args.home), args.workload, home=args.home).as_json()}
+        print(json.dumps(data, indent=2, default=str))
     else:
         if report.basis:
             print(f"quality here is {report.basis['basis']}")
