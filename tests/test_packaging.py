@@ -68,7 +68,7 @@ def test_every_command_is_registered() -> None:
     for name in ("samples", "load", "workloads", "delete", "sql", "models", "run", "compare",
                  "evaluate", "schema", "check", "tune", "tune-trial", "export", "route", "serve",
                  "drift", "bench", "report", "log", "labels", "policy",
-                 "paired", "calibrate"):
+                 "paired", "calibrate", "gate"):
         assert _command(parser, name).prog == f"workbench {name}"
 
 

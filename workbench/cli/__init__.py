@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "workbench.cli.log",
     "workbench.cli.paired",
     "workbench.cli.calibrate",
+    "workbench.cli.gate",
 )
 
 

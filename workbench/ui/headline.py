@@ -61,6 +61,9 @@ def render(workload: str, key: str) -> None:
                         "(Benjamini-Hochberg, false discovery rate "
                         f"{report.settings.alpha:.0%}): keep these on the strong model.")
             st.dataframe(_readable(flagged), hide_index=True, width="stretch")
+            from workbench.ui import gate
+
+            gate.render(workload, flagged, f"{key}_gate")
         with st.expander("Failure modes per model"):
             if "failures" in figs:
                 st.plotly_chart(figs["failures"], width="stretch", key=f"{key}_fig_failures")
