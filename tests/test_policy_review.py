@@ -261,7 +261,9 @@ def test_check_require_approved(home: Path, tmp_path: Path,
     assert _cli(capsys, home, "policy", "save", "triage", "--file", str(new), "--by",
                 "alice")[0] == 0
     code, out, _ = _cli(capsys, home, *gate, str(new))
-    assert code == 1 and out == "FAIL: not approved: triage v2 is a draft: not reviewed yet\n"
+    assert code == 1 and out.count("\n") == 1
+    assert out.startswith("FAIL: not approved: triage v2 is a draft: not reviewed yet (saved "
+                          "by alice on ")
     assert _cli(capsys, home, "policy", "reject", "triage@2", "--by", "bob", "--comment",
                 "no holdout")[0] == 0
     code, out, _ = _cli(capsys, home, *gate, str(new))

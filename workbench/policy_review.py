@@ -228,7 +228,8 @@ class VersionRecord:
         """One line: the state, who decided, when and why."""
         e = self.decision
         if e is None:
-            return f"{self.name} v{self.version} is a draft: not reviewed yet"
+            return (f"{self.name} v{self.version} is a draft: not reviewed yet (saved by "
+                    f"{self.author or 'an unrecorded author'} on {when(self.saved)})")
         verb = "approval withdrawn" if self.withdrawn else e.decision
         said = f": {e.comment}" if e.comment else ""
         line = f"{self.name} v{self.version} {verb} by {e.reviewer} on {when(e.at)}{said}"

@@ -107,9 +107,10 @@ def render(catalog: Any, name: str, version: int) -> None:
     c = st.columns([1, 2])
     by = c[0].text_input("Your name", value=current_user(required=False) or "",
                          key="rt_by")
-    second = c[0].checkbox("A second person must approve (not the author)", value=forced,
-                           disabled=forced, key="rt_second",
-                           help="On for everyone when WORKBENCH_REQUIRE_SECOND_REVIEWER=1")
+    second = c[0].checkbox("Second reviewer required", value=forced, disabled=forced,
+                           key="rt_second",
+                           help="Refuse approval by the person who saved the version; on for "
+                                "everyone when WORKBENCH_REQUIRE_SECOND_REVIEWER=1")
     comment = c[1].text_area("Comment (required to reject)", key="rt_comment", height=100)
     b = st.columns(2)
     if b[0].button("Approve", key="rt_approve", type="primary", width="stretch",
