@@ -279,6 +279,24 @@ def test_reviews_of_a_deleted_workload_or_item_are_refused(store: Store) -> None
     assert rv.label_set(store, WL).answers["answer"].to_list() == ["billing"]
     with pytest.raises(NotFoundError, match="no label-set version 5"):
         rv.label_set(store, WL, 5)
+    # loaded again from an edited file: a dropped item's reviews stop counting, an edited
+    # item's too (its input changed), the unchanged items' reviews stay; a review of the
+    # dropped item is refused
+    items = store.items(WL)
+    second, third = items["item_id"][1], items["item_id"][2]
+    rv.save_review(store, WL, second, reviewer="bo", answer="refund")
+    rv.save_review(store, WL, third, reviewer="bo", answer="shipping")
+    edited = (items.filter(pl.col("item_id") != iid)
+              .with_columns(pl.when(pl.col("item_id") == third).then(pl.lit("new text"))
+                            .otherwise(pl.col("input")).alias("input")))
+    store.add_workload_frame(WL, edited, task_type="classification", source="upload",
+                             label_set=list(SUPPORT_LABELS), replace=True)
+    kept = rv.label_set(store, WL)
+    assert kept.answers.to_dicts() == [{"item_id": second, "answer": "refund"}]
+    assert kept.version == 3 and kept.n_reviews == 1 and kept.reviewers == ("bo",)
+    with pytest.raises(NotFoundError, match=f"item {iid!r} is not in workload"):
+        rv.save_review(store, WL, iid, reviewer="ana", answer="billing")
+    assert rv.latest_version(store, WL) == 3
     with pytest.raises(WorkbenchError, match="a number or 'latest'"):
         rv.label_set(store, WL, "newest")
 

@@ -5,7 +5,8 @@ wrong), or the correct answer to an item written out. Every save is a new row wi
 version number of its workload, the reviewer's name and the time (UTC); nothing is ever
 updated or deleted, so two reviewers saving the same item at once both keep their saves (the
 later gets the later version). Label set version v is every review up to v; within it the
-latest verdict per (item, model) and the latest written answer per item count.
+latest verdict per (item, model) and the latest written answer per item count, for items still
+in the workload with the input they had when reviewed.
 
 `workbench.label_quality` applies a label set to outcomes (quality recomputed from the reviews)
 and scores models against a reference model (silver references); `workbench.review_queue`
@@ -37,7 +38,7 @@ CREATE TABLE IF NOT EXISTS reviews (
     output      VARCHAR,
     reviewer    VARCHAR NOT NULL,
     created     TIMESTAMP NOT NULL,
-    fingerprint VARCHAR NOT NULL,
+    input_md5   VARCHAR NOT NULL,
     PRIMARY KEY (workload, version)
 );
 """
@@ -178,14 +179,13 @@ def save_review(
 def _insert(cur: duckdb.DuckDBPyConnection, workload: str, item_id: str, reviewer: str,
             model: str | None, verdict: bool | None, answer: str | None) -> Review:
     """Inside a transaction: check the item (and the model's answer), then append the row."""
-    row = cur.execute("SELECT fingerprint FROM workloads WHERE name = ?", [workload]).fetchone()
-    if row is None:
+    if cur.execute("SELECT 1 FROM workloads WHERE name = ?", [workload]).fetchone() is None:
         known = [r[0] for r in cur.execute("SELECT name FROM workloads ORDER BY name").fetchall()]
         raise NotFoundError(f"unknown workload {workload!r}; known workloads: "
                             f"{', '.join(known) or 'none'}")
-    fingerprint = row[0]
-    if cur.execute("SELECT 1 FROM items WHERE workload = ? AND item_id = ?",
-                   [workload, item_id]).fetchone() is None:
+    row = cur.execute("SELECT md5(input) FROM items WHERE workload = ? AND item_id = ?",
+                      [workload, item_id]).fetchone()
+    if row is None:
         raise NotFoundError(f"item {item_id!r} is not in workload {workload!r} (deleted, or "
                             "never there); nothing was saved")
     output = None
@@ -201,9 +201,9 @@ def _insert(cur: duckdb.DuckDBPyConnection, workload: str, item_id: str, reviewe
     created = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
     cur.execute(
         "INSERT INTO reviews (workload, version, item_id, model, verdict, answer, output, "
-        "reviewer, created, fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "reviewer, created, input_md5) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [workload, version, item_id, model, verdict, answer, output, reviewer, created,
-         fingerprint],
+         row[0]],
     )
     return Review(workload, version, item_id, model, verdict, answer, output, reviewer, created)
 
@@ -213,7 +213,7 @@ def reviews(store: Store, workload: str, *, item_id: str | None = None) -> pl.Da
     store.workload(workload)
     ensure_schema(store)
     sql = ("SELECT version, item_id, model, verdict, answer, output, reviewer, created, "
-           "fingerprint FROM reviews WHERE workload = ?")
+           "input_md5 FROM reviews WHERE workload = ?")
     params: list[Any] = [workload]
     if item_id is not None:
         sql += " AND item_id = ?"
@@ -245,13 +245,17 @@ def versions(store: Store, workload: str) -> pl.DataFrame:
 
 def label_set(store: Store, workload: str, version: int | str | None = LATEST) -> LabelSet:
     """The label set of `workload` at `version` (an int, or 'latest' / None for the newest).
-    Reviews of an earlier content of the workload (a different fingerprint: replaced by a
-    different file) do not count."""
-    info = store.workload(workload)
+    A review counts while its item is still in the workload with the same input text (a
+    workload loaded again from an edited file keeps the reviews of the unchanged items)."""
     newest = latest_version(store, workload)
     v = resolve_version(version, newest, workload)
-    frame = reviews(store, workload).filter(
-        (pl.col("version") <= v) & (pl.col("fingerprint") == info.fingerprint))
+    frame = fetch_pl(
+        store.cursor(),
+        "SELECT r.version, r.item_id, r.model, r.verdict, r.answer, r.output, r.reviewer "
+        "FROM reviews r JOIN items i ON i.workload = r.workload AND i.item_id = r.item_id "
+        "WHERE r.workload = ? AND r.version <= ? AND md5(i.input) = r.input_md5",
+        [workload, v],
+    )
     verdicts = (frame.filter(pl.col("model").is_not_null())
                 .sort("version", descending=True)
                 .unique(["item_id", "model"], keep="first", maintain_order=True)
