@@ -157,6 +157,9 @@ if name:
                 tiers = [t.model for t in policy.tiers]
 
     if policy is not None:
+        from workbench.ui import calibrate as ui_calibrate
+        from workbench.ui.paired import quality_note
+
         with ui.user_errors():
             result = rp.replay(policy, items, outcomes)
             m = result.metrics
@@ -166,16 +169,14 @@ if name:
             c[1].metric("Cost / request", f"${m.cost_per_request:.6f}")
             c[2].metric("Cost / success", "-" if not np.isfinite(m.cost_per_success)
                         else f"${m.cost_per_success:.6f}")
-            c[3].metric("Latency p95 / p99", "-" if not np.isfinite(m.latency_p95_ms)
-                        else f"{m.latency_p95_ms:,.0f} / {m.latency_p99_ms:,.0f} ms")
+            c[3].metric("Latency p95 / p99", ui_calibrate.latency_pair(m.latency_p95_ms,
+                                                                    m.latency_p99_ms))
             c[4].metric("Escalated", f"{m.escalation_rate:.1%}")
             c[5].metric("Refused", f"{m.refusal_rate:.1%}")
             st.caption(f"95% CI for quality: {m.quality_ci[0]:.3f} – {m.quality_ci[1]:.3f} "
                        f"over {m.n} items. Answered by: " + ", ".join(
                            f"{k} {v:.0%}" for k, v in sorted(m.answered_by.items(),
                                                              key=lambda kv: -kv[1])))
-            from workbench.ui import calibrate as ui_calibrate
-            from workbench.ui.paired import quality_note
 
             quality_note(m.quality, m.quality_ci, m.n_scored)
 

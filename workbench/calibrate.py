@@ -181,7 +181,7 @@ def calibrate(policy: Policy, items: pl.DataFrame, outcomes: pl.DataFrame, share
     n_strong = int(round(m.strong_share * n))
     q_lo, q_hi = m.quality_ci
     message = (
-        f"{cheap} keeps its answer at confidence >= {threshold:.4g}: {n_strong} of {n} items "
+        f"at confidence >= {threshold:.4g} {cheap} keeps its answer: {n_strong} of {n} items "
         f"({n_strong / n:.1%}) go to {strong}, target at most {share:.1%} ({limit} items); "
         f"quality {m.quality:.3f} (95% CI {q_lo:.3f}-{q_hi:.3f}, n={m.n_scored}), "
         f"${m.cost_per_request:.6f} per request")

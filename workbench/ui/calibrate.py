@@ -4,12 +4,22 @@ cost and share that result (replayed); one click applies the threshold to the sl
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import polars as pl
 import streamlit as st
 
 from workbench import ui
+
+
+def latency_pair(p95_ms: float, p99_ms: float) -> str:
+    """'850 / 990 ms', or '1.5 / 1.6 s' from a second up (fits a metric); '-' when unknown."""
+    if not math.isfinite(p95_ms):
+        return "-"
+    if max(p95_ms, p99_ms) >= 1000:
+        return f"{p95_ms / 1000:.1f} / {p99_ms / 1000:.1f} s"
+    return f"{p95_ms:.0f} / {p99_ms:.0f} ms"
 
 
 def _apply(slider_key: str, value: float) -> None:

@@ -99,6 +99,8 @@ def _paired(workload: str, models: list[str], detect: float, key: str) -> None:
     if a == b:
         st.info("Pick two different models or policies.")
         return
+    from workbench.paired import usd
+
     with ui.user_errors():
         with st.spinner("Pairing items and resampling..."):
             r = _compare(str(ui.home_dir()), workload, ui.store().outcomes_version(workload),
@@ -116,11 +118,11 @@ def _paired(workload: str, models: list[str], detect: float, key: str) -> None:
                     help=f"95% paired interval {r.difference_ci[0]:+.3f} to "
                          f"{r.difference_ci[1]:+.3f} over {r.n} items")
         cost_decided = r.cost_difference_ci[0] > 0 or r.cost_difference_ci[1] < 0
-        m[3].metric("Cost per request A − B", f"${r.cost_difference:+.6f}",
-                    delta=f"{r.cost_difference:+.6f}" if cost_decided else None,
+        m[3].metric("Cost per request A − B", usd(r.cost_difference),
+                    delta=usd(r.cost_difference) if cost_decided else None,
                     delta_color="inverse",
-                    help=f"95% paired interval ${r.cost_difference_ci[0]:+.6f} to "
-                         f"${r.cost_difference_ci[1]:+.6f}")
+                    help=f"95% paired interval {usd(r.cost_difference_ci[0])} to "
+                         f"{usd(r.cost_difference_ci[1])}")
         if r.decisive:
             st.success(r.verdict, icon=":material/check_circle:")
         else:
