@@ -180,6 +180,8 @@ def quality_outcomes(
     """A stored workload's outcomes with quality from the chosen basis: the stored quality,
     agreement with the `silver` reference model, and/or a reviewed `label_set` version
     ('latest' or a number). Nothing is written."""
+    if silver is not None and not silver.strip():
+        raise WorkbenchError("the reference model name is empty; name a model with answers")
     info = store.workload(workload)
     labels = list(info.label_set) or None
     outcomes = store.outcomes(workload)
@@ -207,13 +209,5 @@ def quality_outcomes(
     return scored
 
 
-def require_basis_args(silver: str | None, label_set: int | str | None) -> None:
-    """Reject an empty reference-model name early (a CLI `--silver ''`)."""
-    if silver is not None and not silver.strip():
-        raise WorkbenchError("the reference model name is empty; give a model with outcomes")
-    if label_set is not None and isinstance(label_set, str) and not label_set.strip():
-        raise WorkbenchError("the label-set version is empty; give a number or 'latest'")
-
-
 __all__ = ["Basis", "Scored", "apply_label_set", "quality_outcomes", "reference_answers",
-           "require_basis_args", "silver_quality"]
+           "silver_quality"]
