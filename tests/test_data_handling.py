@@ -411,6 +411,9 @@ def test_old_policy_files_load_with_safe_defaults_and_keep_their_text() -> None:
                                                            "log_outputs": "hashed"}})
     assert Policy.from_yaml(set_.to_yaml()) == set_
     assert "retention_days: 7" in set_.to_yaml()
+    assert p.with_value("data_handling.retention_days", 3).data_handling.retention_days == 3
+    with pytest.raises(PolicyError, match="data_handling.retention_days: a retention of -1"):
+        p.with_value("data_handling.retention_days", -1)
     schema = json_schema()
     assert schema["properties"]["data_handling"]
     props = schema["$defs"]["DataHandling"]["properties"]

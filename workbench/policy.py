@@ -368,6 +368,7 @@ class Policy(_Strict):
     def with_value(self, path: str, value: Any) -> Policy:
         """A copy with one field set by dotted path ('tiers.0.accept_above'); validated."""
         data = self.model_dump(mode="json")
+        data.setdefault("data_handling", self.data_handling.model_dump(mode="json"))
         node: Any = data
         parts = path.split(".")
         try:
