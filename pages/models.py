@@ -142,6 +142,12 @@ with tab_edit:
                     with st.spinner(f"Measuring {pick} on this machine..."):
                         local_cost.ensure(cfg, ui.home_dir(), force=True)
                     st.rerun()
+                if speed is not None and st.button(
+                        "Charge recorded calls at this speed", key="me_recost",
+                        help="Cached calls are not run again, so they keep the speed they were "
+                             "charged at; this charges every recorded call of the model again."):
+                    n = local_cost.recost(ui.store(), cfg, ui.home_dir())
+                    st.success(f"Charged {n} recorded call(s) of {pick} again at this speed.")
         sure = st.checkbox(f"Yes, delete {pick}", key="me_del_sure")
         if st.button("Delete model", disabled=not sure, key="me_del"):
             with ui.user_errors():

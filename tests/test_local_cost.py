@@ -5,6 +5,7 @@ is stored and reused, each cost says how it was derived, and exports carry the l
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from streamlit.testing.v1 import AppTest
 
 from workbench import local_cost
 from workbench.catalog import Catalog, bundled_model_path
@@ -100,6 +102,19 @@ def test_same_items_cost_the_same_on_a_busy_and_a_quiet_machine(triage: Store,
     # Neither run measured again: the stored measurement was reused as it was.
     assert local_cost.lookup(busy, home) == tp
     assert len(local_cost.stored(home)) == 1
+    # Measured again (here: a faster machine state, stored as calibrate would), the recorded
+    # calls of a model are charged again at the new speed; other models' rows are left alone.
+    faster = dataclasses.replace(tp, prompt_tps=tp.prompt_tps * 2, gen_tps=tp.gen_tps * 2,
+                                 contended=False, measured_at="2026-12-02T00:00:00+00:00")
+    local_cost.save(faster, home)
+    assert local_cost.recost(triage, quiet, home) == 3
+    again = triage.outcomes("support-triage").sort("item_id")
+    halved = again.filter(again["model"] == "gemma-quiet")["cost_usd"].to_list()
+    assert halved == pytest.approx([c / 2 for c in q["cost_usd"].to_list()], rel=1e-12)
+    assert again.filter(again["model"] == "gemma-busy")["cost_usd"].to_list() == \
+        b["cost_usd"].to_list()
+    sig = json.loads(again.filter(again["model"] == "gemma-quiet")["signals"][0])
+    assert "(measured 2026-12-02)" in sig["cost_basis"] and not sig["cost_measure"]["contended"]
 
 
 def test_measurement_under_load_is_flagged(home: Path) -> None:
@@ -111,6 +126,15 @@ def test_measurement_under_load_is_flagged(home: Path) -> None:
     assert "measured under contention" in tp.describe()
     assert local_cost.lookup(spec, home) == tp  # the flag is stored with the speeds
     assert tp.prompt_tps > tp.gen_tps > 0
+    # The Models page shows it, as a warning, for the bundled model (all cores: 2 threads).
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"),
+                           default_timeout=120)
+    at.switch_page("pages/models.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = [w.value for w in at.warning if w.value.startswith("Speed on this machine")]
+    assert shown and "measured under contention" in shown[0] and "per 1M prompt tokens" in \
+        shown[0], [w.value for w in at.warning]
 
 
 def test_cli_calibrates_once_and_runs_reuse_it(triage: Store, home: Path) -> None:

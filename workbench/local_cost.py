@@ -216,6 +216,11 @@ def _write(path: Path, tp: Throughput) -> None:
             raise
 
 
+def save(tp: Throughput, home: str | os.PathLike[str] | None = None) -> None:
+    """Store a measurement in the data directory (replacing one with the same key)."""
+    _write(_path(home), tp)
+
+
 def stored(home: str | os.PathLike[str] | None = None) -> list[Throughput]:
     """Every measurement stored in the data directory, newest first."""
     items = [Throughput.from_data(v) for v in _read(_path(home)).values() if isinstance(v, dict)]
@@ -365,3 +370,39 @@ def cost_sources(outcomes: pl.DataFrame) -> pl.DataFrame:
         .group_by("model", maintain_order=True)
         .agg(pl.col("cost_basis").drop_nulls().first(), pl.col("contended").fill_null(False).any())
         .sort("model"))
+
+
+def recost(store: Any, spec: ModelSpec, home: str | os.PathLike[str] | None = None) -> int:
+    """Charge a local model's recorded calls again, in every workload, at its stored speed
+    (after measuring it again, e.g. on a quiet machine): cached rows are not re-run, so without
+    this they keep the speed they were charged at. Rows not charged from a measurement (hosted,
+    imported, set prices) are left as they are. Returns the number of rows changed."""
+    import polars as pl
+
+    tp = lookup(spec, home)
+    if tp is None:
+        raise WorkbenchError(f"no speed measured for {spec.name!r} on this machine yet; run "
+                             f"`workbench models calibrate {spec.name}` first")
+    rate = usd_per_hour(spec)
+    charge = LocalPrice(*tp.prices(rate), rate, tp)
+    changed = 0
+    for info in store.workloads():
+        out = store.outcomes(info.name, [spec.name])
+        out = out.filter(pl.col("signals").cast(pl.String).str.contains('"cost_measure"'))
+        if out.height == 0:
+            continue
+        costs, signals = [], []
+        for row in out.iter_rows(named=True):
+            sig = json.loads(row["signals"])
+            scored = sig.get("method") == "label_loglik"
+            decoded = int(sig.get("label_tokens_scored", 0)) if scored else int(
+                row["completion_tokens"] or 0)
+            usd, basis = charge.cost(int(row["prompt_tokens"] or 0), decoded,
+                                     "scored" if scored else "generated")
+            sig.update(basis)
+            costs.append(usd)
+            signals.append(json.dumps(sig, default=str))
+        frame = out.with_columns(pl.Series("cost_usd", costs, dtype=pl.Float64),
+                                 pl.Series("signals", signals, dtype=pl.String))
+        changed += store.write_outcomes(info.name, frame.drop("created", strict=False))
+    return changed

@@ -1,5 +1,6 @@
 """`workbench models calibrate NAME`: measure a local model's speed on this machine, which sets
-its cost per token (see workbench.local_cost); `--show` prints what is stored."""
+its cost per token (see workbench.local_cost); `--show` prints what is stored, `--recost`
+charges recorded calls again at the stored speed."""
 
 from __future__ import annotations
 
@@ -26,6 +27,10 @@ def register(msub: argparse._SubParsersAction) -> None:
                      help="trials per speed (default 5; the best is kept)")
     cal.add_argument("--show", action="store_true",
                      help="print the stored measurement without measuring")
+    cal.add_argument("--recost", action="store_true",
+                     help="charge the model's recorded calls (every workload) again at this "
+                          "speed; cached calls are not re-run, so they keep their old cost "
+                          "otherwise")
     cal.add_argument("--json", action="store_true", help="print the measurement as JSON")
     cal.set_defaults(func=cmd_calibrate)
 
@@ -52,11 +57,19 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                                note=lambda m: print(m, file=sys.stderr))
     rate = local_cost.usd_per_hour(spec)
     inp, out = tp.prices(rate)
+    recosted = None
+    if args.recost:
+        from workbench.store import open_store
+
+        recosted = local_cost.recost(open_store(args.home), spec, args.home)
     if args.json:
         print(json.dumps({"model": spec.name, **asdict(tp), "usd_per_hour": rate,
-                          "input_price_per_mtok": inp, "output_price_per_mtok": out}, indent=2))
+                          "input_price_per_mtok": inp, "output_price_per_mtok": out,
+                          "recosted_rows": recosted}, indent=2))
         return 0
     print(f"{spec.name}: {tp.describe()}")
     print(f"at ${rate:.2f}/hour: ${inp:.4g} per 1M prompt tokens, ${out:.4g} per 1M generated "
           "tokens")
+    if recosted is not None:
+        print(f"charged {recosted} recorded call(s) of {spec.name} again at this speed")
     return 0

@@ -28,5 +28,5 @@ def render(outcomes: pl.DataFrame) -> None:
     if contended:
         st.warning(
             f"{', '.join(contended)}: speed measured while the machine was busy, so these costs "
-            "are overstated. Measure again on a quiet machine (Models page, or `workbench "
-            "models calibrate NAME`) and re-run.", icon=":material/speed:")
+            "are overstated. Measure again on a quiet machine and charge the recorded calls "
+            "again (Models page, or `workbench models calibrate NAME --recost`).", icon=":material/speed:")
