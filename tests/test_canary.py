@@ -311,6 +311,7 @@ def _cli_runs(env: Env) -> list[list[str]]:
         ["models", "add", "magic", "--kind", "local-gguf", "--model", secrets],
         ["models", "edit", HOSTED, "--max-tokens", "3", "--timeout", "300"],
         ["models", "quantize", HOSTED, "--type", "Q3_K_M"],
+        ["models", "calibrate", HOSTED],  # refused: only local models are measured
         # the hosted model answers only with the secrets-file key; its own small workload
         ["run", "--workload", "uploaded", "--model", HOSTED],
         ["run", "--workload", "uploaded", "--model", HOSTED, "--json"],
@@ -435,7 +436,7 @@ def test_cli_commands_never_print_a_secret(env: Env, capsys: pytest.CaptureFixtu
     env.searched.text("workbench serve", _serve(env))
     # the hosted runs really used the secrets-file key; refusals were refusals
     refusals = {"sql", "models add leaky", "models add magic", "models quantize",
-                "models delete leaky", "bench local"}
+                "models calibrate", "models delete leaky", "bench local"}
     failed = [c for c, code in codes.items()
               if code != 0 and not any(c.startswith(r) for r in refusals)]
     assert not failed, failed
