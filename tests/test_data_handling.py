@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import polars as pl
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from tests.servers import JsonHandler, http_server
@@ -304,6 +304,9 @@ def test_live_router_keeps_pii_from_forbidden_models_and_from_the_log(
         classes = _classes_of(text, tags)
         assert set(res.data_classes) == classes
         called = check_received(models, text, tags, planted)
+        event(f"answered by {res.model or 'nobody (refused)'}")
+        withheld = handling["log_classes"] is not None and classes - set(handling["log_classes"])
+        event(f"{len(classes)} data class(es), {'some' if withheld else 'no'} text withheld")
         if "identity" in classes:
             assert res.refused and res.refusal_reason == "governance" and not called
         else:
