@@ -274,3 +274,29 @@ def test_compare_page_paired_view(home: Path) -> None:
     at.number_input(key="cmp_paired_detect").set_value(20).run()
     assert not at.exception, [e.value for e in at.exception]
     assert "tells 20 points?" in _sizes(at).columns
+
+
+def test_compare_page_shows_a_difference_outside_the_noise(home: Path) -> None:
+    """ARC-Challenge: GPT-4 against Yi-34B is outside the noise, so the difference gets its
+    arrow and the verdict names the better model."""
+    from streamlit.testing.v1 import AppTest
+
+    from workbench.workloads.importers import import_file
+
+    import_file(open_store(home), shared_file("routerbench", "arc_challenge_test.csv"), "arc",
+                format="routerbench")
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"),
+                           default_timeout=240)
+    at.switch_page("pages/compare.py")
+    at.session_state["current_workload"] = "arc"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    at.selectbox(key="cmp_paired_a").set_value("gpt-4-1106-preview").run()
+    at.selectbox(key="cmp_paired_b").set_value("zero-one-ai/Yi-34B-Chat").run()
+    assert not at.exception, [e.value for e in at.exception]
+    diff = next(m for m in at.metric if m.label == "Quality A − B")
+    assert diff.value == "+0.039" and diff.delta == "+0.039 (outside the noise)"
+    assert any(s.value.startswith("gpt-4-1106-preview is better than zero-one-ai/Yi-34B-Chat")
+               for s in at.success)
+    assert any("McNemar's test (chi-square with continuity correction)" in c.value
+               for c in at.caption)
