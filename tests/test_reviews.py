@@ -709,3 +709,41 @@ def test_review_keyboard_shortcuts_in_a_real_browser(home: Path, store: Store,
     assert saved.select("item_id", "model", "verdict", "answer").rows() == [
         (expected[0], "cheap", False, None), (expected[0], "mid", True, None),
         (expected[1], None, None, "shipping")]
+
+
+def test_review_page_edge_cases(home: Path, store: Store) -> None:
+    """An empty data directory, then a numeric workload where one model only failed: the page
+    explains itself and never shows a traceback."""
+    from streamlit.testing.v1 import AppTest
+
+    app = str(Path(__file__).resolve().parents[1] / "app.py")
+    at = AppTest.from_file(app, default_timeout=120)
+    at.switch_page("pages/review.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("No workload has recorded outcomes" in i.value for i in at.info)
+
+    load_samples(store, ["arithmetic-qa"])
+    ids = store.items("arithmetic-qa").head(3)["item_id"].to_list()
+    store.write_outcomes("arithmetic-qa", pl.DataFrame(
+        [{"item_id": i, "model": "cheap", "output": o, "quality": None, "cost_usd": 0.001,
+          "confidence": 0.9} for i, o in zip(ids, ["The answer is 12.", "1,000", "7"],
+                                             strict=True)]
+        + [{"item_id": i, "model": "strong", "output": o, "quality": None, "cost_usd": 0.01}
+           for i, o in zip(ids, ["12", "1000.0", "8"], strict=True)]
+        + [{"item_id": i, "model": "broken", "output": None, "error": "timeout",
+            "quality": 0.0, "cost_usd": 0.0} for i in ids]))
+    queue = rq.build_queue(store, "arithmetic-qa")
+    assert queue.agree_on == "number" and queue.items["item_id"].to_list() == [ids[2]]
+    assert queue.cheap == "cheap"  # not "broken": it costs nothing but never answered
+    at = AppTest.from_file(app, default_timeout=120)
+    at.switch_page("pages/review.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.subheader[0].value == f"Item 1 of 1: {ids[2]}"
+    at.selectbox(key="rv_silver").set_value("broken").run()
+    assert any("reference model 'broken' has no answers" in e.value for e in at.error)
+    at.selectbox(key="rv_silver").set_value("strong").run()
+    assert not at.exception, [e.value for e in at.exception]
+    # against strong (no gold scores here), the cheap model's 7 is confidently wrong
+    assert at.subheader[0].value == f"Item 1 of 1: {ids[2]}"
+    assert any(c.value == "Why it is here: cheap model confident and wrong; models disagree."
+               for c in at.caption)

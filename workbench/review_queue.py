@@ -62,10 +62,13 @@ class ItemView:
 
 
 def cheapest_model(outcomes: pl.DataFrame) -> str | None:
-    """The model with the lowest mean cost per request (ties: by name)."""
+    """The model with the lowest mean cost per request among those that answered at least
+    once (a model whose every call failed costs nothing and says nothing; ties: by name)."""
     if outcomes.height == 0:
         return None
-    costs = (outcomes.group_by("model").agg(pl.col("cost_usd").fill_null(0.0).mean().alias("c"))
+    answering = outcomes.filter(pl.col("output").is_not_null().any().over("model"))
+    costs = ((answering if answering.height else outcomes)
+             .group_by("model").agg(pl.col("cost_usd").fill_null(0.0).mean().alias("c"))
              .sort("c", "model"))
     return str(costs["model"][0])
 
