@@ -269,6 +269,15 @@ def test_check_require_approved(home: Path, tmp_path: Path,
     code, out, _ = _cli(capsys, home, *gate, str(new))
     assert code == 1 and "triage v2 rejected by bob" in out and "no holdout" in out
 
+    # the approved content saved again and rejected: the latest verdict on it counts
+    assert _cli(capsys, home, "policy", "save", "triage", "--file",
+                str(tmp_path / "hand.yaml"), "--by", "carol")[0] == 0
+    assert _cli(capsys, home, *gate, str(approved))[0] == 0
+    assert _cli(capsys, home, "policy", "reject", "triage@3", "--by", "bob", "--comment",
+                "regressed on new traffic")[0] == 0
+    code, out, _ = _cli(capsys, home, *gate, str(approved))
+    assert code == 1 and "triage v3 rejected by bob" in out and "regressed" in out
+
     # a withdrawn approval fails the file it approved
     assert _cli(capsys, home, "policy", "reject", "triage@1", "--by", "bob", "--comment",
                 "regressed")[0] == 0

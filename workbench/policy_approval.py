@@ -19,7 +19,7 @@ from workbench.policy_review import (
     by_hash,
     find_approval,
     history,
-    latest_decision_time,
+    latest_decided,
 )
 
 
@@ -40,8 +40,8 @@ def check_approved(catalog: Catalog, policy: Policy) -> ApprovalCheck:
     digest = content_hash(policy)
     claimed = (policy.provenance.approval if policy.provenance else None) or {}
     matches = by_hash(catalog, digest)
-    approval = max((r for r in matches if r.state == "approved"),
-                   key=latest_decision_time, default=None)
+    verdict = latest_decided(matches)
+    approval = verdict if verdict is not None and verdict.state == "approved" else None
     if approval is not None:
         if approval.needs_recheck:
             return ApprovalCheck(False, (
@@ -57,7 +57,7 @@ def check_approved(catalog: Catalog, policy: Policy) -> ApprovalCheck:
             f"{short(claimed.get('content_hash'))}), but its content now hashes to "
             f"{short(digest)}; save the edit as a new version and have it approved")
     elif matches:
-        latest = max(matches, key=lambda r: (r.saved, r.version))
+        latest = verdict or max(matches, key=lambda r: (r.saved, r.version))
         message = f"not approved: {latest.describe()}"
     elif claimed:
         message = (f"the file names an approval of {claimed.get('policy')} "

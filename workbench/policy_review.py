@@ -183,6 +183,7 @@ class ReviewEvent:
     model_fingerprints: Mapping[str, Any]
     second_reviewer_required: bool
     seq: int
+    event_id: int = 0  # catalog-wide order of events (ties in time are broken by it)
 
 
 @dataclass(frozen=True)
@@ -300,7 +301,8 @@ def _events(catalog: Catalog, names: Iterable[str]) -> dict[tuple[str, int], lis
         out.setdefault((r.name, r.version), []).append(ReviewEvent(
             decision=r.decision, reviewer=r.reviewer, at=r.at, comment=r.comment,
             content_hash=r.content_hash, model_fingerprints=dict(r.model_fingerprints),
-            second_reviewer_required=r.second_reviewer_required, seq=r.seq))
+            second_reviewer_required=r.second_reviewer_required, seq=r.seq,
+            event_id=r.id or 0))
     return out
 
 
@@ -354,15 +356,26 @@ def needing_recheck(catalog: Catalog) -> list[VersionRecord]:
             if r.needs_recheck]
 
 
-def latest_decision_time(record: VersionRecord) -> datetime:
-    """When the version's last review decision was made (its save time for a draft)."""
-    return _utc(record.events[-1].at if record.events else record.saved)
+def decision_order(record: VersionRecord) -> tuple[datetime, int]:
+    """When the version's last review decision was made (its save time for a draft), with
+    the event's id to order decisions made in the same instant."""
+    if not record.events:
+        return _utc(record.saved), 0
+    return _utc(record.events[-1].at), record.events[-1].event_id
+
+
+def latest_decided(records: Iterable[VersionRecord]) -> VersionRecord | None:
+    """The version whose last review decision is the most recent (None: all drafts). For
+    versions of the same content this is the content's verdict: a later rejection of the
+    same content overrides an earlier approval."""
+    return max((r for r in records if r.events), key=decision_order, default=None)
 
 
 def find_approval(catalog: Catalog, policy: Policy) -> VersionRecord | None:
-    """The most recently approved version holding exactly this policy's content."""
-    approved = [r for r in by_hash(catalog, content_hash(policy)) if r.state == "approved"]
-    return max(approved, key=latest_decision_time) if approved else None
+    """The version approving exactly this policy's content, unless a later review of the same
+    content rejected it."""
+    verdict = latest_decided(by_hash(catalog, content_hash(policy)))
+    return verdict if verdict is not None and verdict.state == "approved" else None
 
 
 # -- deciding --------------------------------------------------------------------------------------
