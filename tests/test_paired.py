@@ -99,6 +99,17 @@ def test_twelve_items_are_within_noise_with_items_needed() -> None:
     assert text.startswith("within noise") and "McNemar: p=0.625" in text  # 2 x 5/16
 
 
+def test_enough_items_for_the_stated_difference_say_so() -> None:
+    a, b = _discordant(10, 12, 500, 78)  # 600 items, 22 discordant: -0.3 points
+    r = compare_arms(a, b, detect=0.05)
+    assert not r.decisive
+    # psi = max(22/600, 0.05) = 0.05, delta = 0.05:
+    # (1.95996 sqrt(.05) + 0.84162 sqrt(.0475))^2 / .0025 = 154.6 -> 155
+    assert r.items_needed == 155
+    assert "600 items are enough to detect a difference of 5 points" in r.verdict
+    assert "probably smaller than that" in r.verdict
+
+
 def test_fractional_scores_use_the_bootstrap_only() -> None:
     rng = np.random.default_rng(0)
     a = _arm("A", list(rng.uniform(0.4, 1.0, 50)))

@@ -243,9 +243,7 @@ def compare_arms(a: Arm, b: Arm, *, detect: float = ss.DETECT, n_boot: int = N_B
     else:
         verdict = (f"within noise: {figures}. The interval includes 0, so these {n:,} items "
                    "cannot tell them apart")
-        if needed is not None:
-            verdict += (f"; detecting a difference of {ss.points(detect)} needs about "
-                        f"{needed:,} paired items (5% significance, 80% power)")
+        verdict += "; " + _needed_text(n, needed, detect)
     verdict += (f". Cost per request {a.name} ${ca.mean():.6f} vs {b.name} ${cb.mean():.6f} "
                 f"(difference {usd(dc.mean())}, {pct} CI {usd(ci_c[0])} to {usd(ci_c[1])})")
     return PairedComparison(
@@ -258,6 +256,19 @@ def compare_arms(a: Arm, b: Arm, *, detect: float = ss.DETECT, n_boot: int = N_B
         decisive=decisive, detect=detect, items_needed=needed, verdict=verdict,
         notes=tuple(notes), level=level, n_boot=n_boot, seed=seed, method=method,
     )
+
+
+def _needed_text(n: int, needed: int | None, detect: float) -> str:
+    """What the sample can detect: enough items for a `detect` difference (so a real one is
+    probably smaller), or how many it would take."""
+    if needed is None:
+        return "the two score the same on every item"
+    if n >= needed:
+        return (f"{n:,} items are enough to detect a difference of {ss.points(detect)} "
+                f"(about {needed:,} needed at 5% significance and 80% power), so a real "
+                "difference is probably smaller than that")
+    return (f"detecting a difference of {ss.points(detect)} needs about {needed:,} paired "
+            "items (5% significance, 80% power)")
 
 
 def _items_needed(qa: np.ndarray, qb: np.ndarray, dq: np.ndarray, detect: float) -> int | None:
@@ -303,9 +314,8 @@ def describe(c: PairedComparison) -> list[str]:
                else "chi-square, continuity-corrected")
         lines.append(f"  McNemar: p={m.p_value:.3g} ({how}; {m.policy_only} items only {c.a} "
                      f"got right, {m.other_only} only {c.b})")
-    if c.items_needed is not None and not c.decisive:
-        lines.append(f"  to detect a difference of {ss.points(c.detect)}: about "
-                     f"{c.items_needed:,} paired items (5% significance, 80% power)")
+    if not c.decisive:
+        lines.append("  " + _needed_text(c.n, c.items_needed, c.detect))
     lines += [f"  note: {n}" for n in c.notes]
     return lines
 
