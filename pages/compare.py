@@ -56,6 +56,9 @@ if name:
         configs = [with_source(catalog.get(m), run_source) for m in chosen]
 
         def work(job: jobs.Job):  # noqa: ANN202 - returns the RunSummary
+            from workbench.local_cost import measure_first
+
+            measure_first(configs, ui.home_dir(), lambda m: job.progress(0, 0, m))
             return run(store, name, configs, item_ids=list(picked.item_ids),
                        progress=lambda d, t, m: job.progress(d, t, m),
                        should_stop=job.should_stop)

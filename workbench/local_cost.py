@@ -26,7 +26,7 @@ import platform
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -320,6 +320,15 @@ def price(spec: ModelSpec, home: str | os.PathLike[str] | None = None, *,
     tp = ensure(spec, home, note=note)
     inp, out = tp.prices(rate)
     return LocalPrice(inp, out, rate, tp)
+
+
+def measure_first(specs: Sequence[ModelSpec], home: str | os.PathLike[str] | None = None,
+                  note: Note | None = None) -> None:
+    """Before a run: measure the local models not measured on this machine yet, telling `note`
+    (a run would otherwise pause silently for it on its first call)."""
+    for spec in specs:
+        if spec.kind == "local-gguf":
+            price(spec, home, note=note)
 
 
 def with_local_prices(policy: Policy, home: str | os.PathLike[str] | None = None) -> Policy:

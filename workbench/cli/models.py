@@ -364,10 +364,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"few-shot {source.describe()}: outcomes stored as "
               f"{', '.join(c.name for c in configs)}", file=sys.stderr)
     store = open_store(args.home)
-    from workbench.local_cost import price, provider_factory
+    from workbench.local_cost import measure_first, provider_factory
 
-    for config in (c for c in configs if c.kind == "local-gguf"):  # once; says so if it measures
-        price(config, args.home, note=lambda m: print(m, file=sys.stderr))
+    measure_first(configs, args.home, lambda m: print(m, file=sys.stderr))  # once per machine
     bar = ProgressBar()
     try:
         summary = run(store, args.workload, configs, limit=args.limit, progress=bar,
