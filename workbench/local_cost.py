@@ -161,6 +161,7 @@ def measure_loaded(model: LoadedModel, sha256: str, *, trials: int = TRIALS,
     started = time.monotonic()
     with model.lock:
         try:
+            model.invalidate()  # from an empty cache, whatever the model held
             model.decode(prompt[:8], 1)  # warm-up (first-call allocations), not counted
             for i in range(trials):
                 if i >= MIN_TRIALS and time.monotonic() - started > BUDGET_S:
