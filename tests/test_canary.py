@@ -342,6 +342,8 @@ def _cli_runs(env: Env) -> list[list[str]]:
         ["log", "prune", "--log", str(env.work / "decisions.jsonl"), "--days", "30"],
         ["report", "--workload", "support-triage", "--html", str(env.work / "report.html")],
         ["report", "--workload", "support-triage", "--json"],
+        ["gate", "add", "--workload", "support-triage", "--policy", p, "--column", "difficulty",
+         "--slice", "hard", "--save", "canary-gated", "--out", str(env.work / "gated.yaml")],
         ["bench", "ingest", "--rows", "2000", "--baseline-rows", "200"],
         ["bench", "replay", "--items", "2000", "--reference-items", "200", "--repeat", "1"],
         ["bench", "report", "--items", "1000", "--reference-items", "100", "--repeat", "1",
