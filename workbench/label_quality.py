@@ -180,33 +180,34 @@ def quality_outcomes(
     """A stored workload's outcomes with quality from the chosen basis: the stored quality,
     agreement with the `silver` reference model, and/or a reviewed `label_set` version
     ('latest' or a number). Nothing is written."""
-    if silver is not None and not silver.strip():
-        raise WorkbenchError("the reference model name is empty; name a model with answers")
-    info = store.workload(workload)
-    labels = list(info.label_set) or None
-    outcomes = store.outcomes(workload)
-    if silver is not None:
-        if silver not in set(outcomes["model"].to_list()):
-            have = ", ".join(store.models_of(workload)) or "none"
-            raise NotFoundError(f"the reference model {silver!r} has no answers on workload "
-                                f"{workload!r}; models with answers: {have}")
-        scored = silver_quality(outcomes, silver, task_type=info.task_type, labels=labels,
-                                workload=workload)
-    else:
-        scored = Scored(outcomes, Basis(workload))
-    if label_set is not None:
-        ls = rv.label_set(store, workload, label_set)
-        scored = apply_label_set(scored.outcomes, ls, task_type=info.task_type, labels=labels,
-                                 basis=scored.basis)
-    if models:
-        unknown = [m for m in models if m not in set(scored.outcomes["model"].to_list())]
-        if unknown:
-            raise NotFoundError(f"model {unknown[0]!r} has no outcomes on workload "
-                                f"{workload!r}; models with outcomes: "
-                                f"{', '.join(store.models_of(workload)) or 'none'}")
-        scored = Scored(scored.outcomes.filter(pl.col("model").is_in(list(models))),
-                        scored.basis)
-    return scored
+    with store.session():  # one open of the file for all these reads
+        if silver is not None and not silver.strip():
+            raise WorkbenchError("the reference model name is empty; name a model with answers")
+        info = store.workload(workload)
+        labels = list(info.label_set) or None
+        outcomes = store.outcomes(workload)
+        if silver is not None:
+            if silver not in set(outcomes["model"].to_list()):
+                have = ", ".join(store.models_of(workload)) or "none"
+                raise NotFoundError(f"the reference model {silver!r} has no answers on workload "
+                                    f"{workload!r}; models with answers: {have}")
+            scored = silver_quality(outcomes, silver, task_type=info.task_type, labels=labels,
+                                    workload=workload)
+        else:
+            scored = Scored(outcomes, Basis(workload))
+        if label_set is not None:
+            ls = rv.label_set(store, workload, label_set)
+            scored = apply_label_set(scored.outcomes, ls, task_type=info.task_type, labels=labels,
+                                     basis=scored.basis)
+        if models:
+            unknown = [m for m in models if m not in set(scored.outcomes["model"].to_list())]
+            if unknown:
+                raise NotFoundError(f"model {unknown[0]!r} has no outcomes on workload "
+                                    f"{workload!r}; models with outcomes: "
+                                    f"{', '.join(store.models_of(workload)) or 'none'}")
+            scored = Scored(scored.outcomes.filter(pl.col("model").is_in(list(models))),
+                            scored.basis)
+        return scored
 
 
 __all__ = ["Basis", "Scored", "apply_label_set", "quality_outcomes", "reference_answers",

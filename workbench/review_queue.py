@@ -84,95 +84,97 @@ def build_queue(
     include_reviewed: bool = False,
 ) -> Queue:
     """The review queue of a stored workload (see the module docstring)."""
-    if not 0.0 <= min_confidence <= 1.0:
-        raise WorkbenchError(f"the confidence threshold must be between 0 and 1, got "
-                             f"{min_confidence}")
-    info = store.workload(workload)
-    newest = rv.latest_version(store, workload)
-    scored = quality_outcomes(store, workload, silver=silver,
-                              label_set=rv.LATEST if use_label_set and newest else None)
-    out = scored.outcomes
-    if out.height == 0:
-        raise WorkbenchError(f"workload {workload!r} has no recorded answers to review; run "
-                             "some models on it first")
-    models = sorted(set(out["model"].to_list()))
-    cheap = cheap or cheapest_model(out)
-    if cheap not in models:
-        raise NotFoundError(f"model {cheap!r} has no answers on workload {workload!r}; models "
-                            f"with answers: {', '.join(models)}")
-    kind = agreement.infer_kind(out["output"], info.task_type)
-    answered = out.filter(pl.col("output").is_not_null() & pl.col("error").is_null())
-    if kind == "label" and info.label_set:
-        # the label each answer names, as the label scorer reads it ("Category: billing"
-        # and "BILLING" agree)
-        named = reference_answers(info.task_type, answered["output"], info.label_set)
-        norm = answered.select("item_id", named.fill_null(
-            agreement.normalize(kind, answered["output"])).alias("n"))
-    else:
-        norm = answered.select("item_id",
-                               agreement.normalize(kind, answered["output"]).alias("n"))
-    spread = norm.group_by("item_id").agg(
-        pl.col("n").n_unique().alias("n_answers"), pl.len().alias("n_models"))
-    c = out.filter(pl.col("model") == cheap).select(
-        "item_id", pl.col("confidence").cast(pl.Float64).alias("cheap_confidence"),
-        pl.col("quality").cast(pl.Float64).alias("cheap_quality"))
-    frame = (spread.join(c, on="item_id", how="full", coalesce=True)
-             .with_columns(pl.col("n_answers").fill_null(0)))
-    confident_wrong = ((pl.col("cheap_confidence") >= min_confidence)
-                       & (pl.col("cheap_quality") < WRONG_BELOW)).fill_null(False)
-    disagree = (pl.col("n_answers") > 1).fill_null(False)
-    frame = frame.with_columns(
-        pl.when(confident_wrong & disagree).then(pl.lit("cheap model confident and wrong; "
-                                                        "models disagree"))
-        .when(confident_wrong).then(pl.lit("cheap model confident and wrong"))
-        .when(disagree).then(pl.lit("models disagree"))
-        .otherwise(None).alias("reason"),
-        confident_wrong.alias("_cw"),
-    ).filter(pl.col("reason").is_not_null())
-    if not include_reviewed and newest:
-        reviewed = rv.reviews(store, workload)["item_id"].unique()
-        frame = frame.filter(~pl.col("item_id").is_in(reviewed.to_list()))
-    order = fetch_pl(store.cursor(), f"SELECT item_id, row_number() OVER (ORDER BY {ID_ORDER}) "
-                     "AS _pos FROM items WHERE workload = ?", [workload])
-    frame = (frame.join(order, on="item_id", how="inner")
-             .sort(["_cw", "cheap_confidence", "n_answers", "_pos"],
-                   descending=[True, True, True, False], nulls_last=True)
-             .select(QUEUE_COLUMNS))
-    return Queue(workload, frame, cheap, min_confidence, scored.basis, kind)
+    with store.session():  # one open of the file for all these reads
+        if not 0.0 <= min_confidence <= 1.0:
+            raise WorkbenchError(f"the confidence threshold must be between 0 and 1, got "
+                                 f"{min_confidence}")
+        info = store.workload(workload)
+        newest = rv.latest_version(store, workload)
+        scored = quality_outcomes(store, workload, silver=silver,
+                                  label_set=rv.LATEST if use_label_set and newest else None)
+        out = scored.outcomes
+        if out.height == 0:
+            raise WorkbenchError(f"workload {workload!r} has no recorded answers to review; run "
+                                 "some models on it first")
+        models = sorted(set(out["model"].to_list()))
+        cheap = cheap or cheapest_model(out)
+        if cheap not in models:
+            raise NotFoundError(f"model {cheap!r} has no answers on workload {workload!r}; models "
+                                f"with answers: {', '.join(models)}")
+        kind = agreement.infer_kind(out["output"], info.task_type)
+        answered = out.filter(pl.col("output").is_not_null() & pl.col("error").is_null())
+        if kind == "label" and info.label_set:
+            # the label each answer names, as the label scorer reads it ("Category: billing"
+            # and "BILLING" agree)
+            named = reference_answers(info.task_type, answered["output"], info.label_set)
+            norm = answered.select("item_id", named.fill_null(
+                agreement.normalize(kind, answered["output"])).alias("n"))
+        else:
+            norm = answered.select("item_id",
+                                   agreement.normalize(kind, answered["output"]).alias("n"))
+        spread = norm.group_by("item_id").agg(
+            pl.col("n").n_unique().alias("n_answers"), pl.len().alias("n_models"))
+        c = out.filter(pl.col("model") == cheap).select(
+            "item_id", pl.col("confidence").cast(pl.Float64).alias("cheap_confidence"),
+            pl.col("quality").cast(pl.Float64).alias("cheap_quality"))
+        frame = (spread.join(c, on="item_id", how="full", coalesce=True)
+                 .with_columns(pl.col("n_answers").fill_null(0)))
+        confident_wrong = ((pl.col("cheap_confidence") >= min_confidence)
+                           & (pl.col("cheap_quality") < WRONG_BELOW)).fill_null(False)
+        disagree = (pl.col("n_answers") > 1).fill_null(False)
+        frame = frame.with_columns(
+            pl.when(confident_wrong & disagree).then(pl.lit("cheap model confident and wrong; "
+                                                            "models disagree"))
+            .when(confident_wrong).then(pl.lit("cheap model confident and wrong"))
+            .when(disagree).then(pl.lit("models disagree"))
+            .otherwise(None).alias("reason"),
+            confident_wrong.alias("_cw"),
+        ).filter(pl.col("reason").is_not_null())
+        if not include_reviewed and newest:
+            reviewed = rv.reviews(store, workload)["item_id"].unique()
+            frame = frame.filter(~pl.col("item_id").is_in(reviewed.to_list()))
+        order = fetch_pl(store.cursor(), f"SELECT item_id, row_number() OVER (ORDER BY {ID_ORDER}) "
+                         "AS _pos FROM items WHERE workload = ?", [workload])
+        frame = (frame.join(order, on="item_id", how="inner")
+                 .sort(["_cw", "cheap_confidence", "n_answers", "_pos"],
+                       descending=[True, True, True, False], nulls_last=True)
+                 .select(QUEUE_COLUMNS))
+        return Queue(workload, frame, cheap, min_confidence, scored.basis, kind)
 
 
 def item_view(store: Store, workload: str, item_id: str, *, silver: str | None = None,
               use_label_set: bool = True) -> ItemView:
     """Everything shown to judge one item; a clear error when it is gone."""
-    store.workload(workload)
-    row = store.cursor().execute("SELECT input, reference FROM items WHERE workload = ? AND "
-                                 "item_id = ?", [workload, str(item_id)]).fetchone()
-    if row is None:
-        raise NotFoundError(f"item {item_id!r} is not in workload {workload!r} (deleted, or "
-                            "never there)")
-    newest = rv.latest_version(store, workload)
-    ls = rv.label_set(store, workload) if use_label_set and newest else None
-    scored = quality_outcomes(store, workload, silver=silver,
-                              label_set=ls.version if ls else None)
-    mine = scored.outcomes.filter(pl.col("item_id") == str(item_id))
-    if ls is not None and ls.verdicts.height:
-        v = ls.verdicts.filter(pl.col("item_id") == str(item_id)).select("model", "verdict")
-        mine = mine.join(v, on="model", how="left")
-    else:
-        mine = mine.with_columns(pl.lit(None, dtype=pl.Boolean).alias("verdict"))
-    answers = mine.sort("model").select("model", "output", "confidence", "quality", "error",
-                                        "verdict")
-    silver_answer = None
-    if silver is not None:
-        s = answers.filter(pl.col("model") == silver)
-        silver_answer = s["output"][0] if s.height else None
-    written = None
-    if ls is not None:
-        w = ls.answers.filter(pl.col("item_id") == str(item_id))
-        written = w["answer"][0] if w.height else None
-    return ItemView(workload, str(item_id), row[0], _reference_text(row[1]), silver,
-                    silver_answer, written, answers,
-                    rv.reviews(store, workload, item_id=str(item_id)))
+    with store.session():  # one open of the file for all these reads
+        store.workload(workload)
+        rows = store.cursor().execute("SELECT input, reference FROM items WHERE workload = ? "
+                                      "AND item_id = ?", [workload, str(item_id)]).fetchall()
+        if not rows:
+            raise NotFoundError(f"item {item_id!r} is not in workload {workload!r} (deleted, or "
+                                "never there)")
+        newest = rv.latest_version(store, workload)
+        ls = rv.label_set(store, workload) if use_label_set and newest else None
+        scored = quality_outcomes(store, workload, silver=silver,
+                                  label_set=ls.version if ls else None)
+        mine = scored.outcomes.filter(pl.col("item_id") == str(item_id))
+        if ls is not None and ls.verdicts.height:
+            v = ls.verdicts.filter(pl.col("item_id") == str(item_id)).select("model", "verdict")
+            mine = mine.join(v, on="model", how="left")
+        else:
+            mine = mine.with_columns(pl.lit(None, dtype=pl.Boolean).alias("verdict"))
+        answers = mine.sort("model").select("model", "output", "confidence", "quality", "error",
+                                            "verdict")
+        silver_answer = None
+        if silver is not None:
+            s = answers.filter(pl.col("model") == silver)
+            silver_answer = s["output"][0] if s.height else None
+        written = None
+        if ls is not None:
+            w = ls.answers.filter(pl.col("item_id") == str(item_id))
+            written = w["answer"][0] if w.height else None
+        return ItemView(workload, str(item_id), rows[0][0], _reference_text(rows[0][1]), silver,
+                        silver_answer, written, answers,
+                        rv.reviews(store, workload, item_id=str(item_id)))
 
 
 def _reference_text(value: Any) -> str | None:

@@ -179,31 +179,32 @@ def save_review(
 def _insert(cur: duckdb.DuckDBPyConnection, workload: str, item_id: str, reviewer: str,
             model: str | None, verdict: bool | None, answer: str | None) -> Review:
     """Inside a transaction: check the item (and the model's answer), then append the row."""
-    if cur.execute("SELECT 1 FROM workloads WHERE name = ?", [workload]).fetchone() is None:
+    # fetchall, not fetchone: a half-read result blocks the shared cursor's next query
+    if not cur.execute("SELECT 1 FROM workloads WHERE name = ?", [workload]).fetchall():
         known = [r[0] for r in cur.execute("SELECT name FROM workloads ORDER BY name").fetchall()]
         raise NotFoundError(f"unknown workload {workload!r}; known workloads: "
                             f"{', '.join(known) or 'none'}")
-    row = cur.execute("SELECT md5(input) FROM items WHERE workload = ? AND item_id = ?",
-                      [workload, item_id]).fetchone()
-    if row is None:
+    rows = cur.execute("SELECT md5(input) FROM items WHERE workload = ? AND item_id = ?",
+                       [workload, item_id]).fetchall()
+    if not rows:
         raise NotFoundError(f"item {item_id!r} is not in workload {workload!r} (deleted, or "
                             "never there); nothing was saved")
     output = None
     if model is not None:
         got = cur.execute("SELECT output, error FROM outcomes WHERE workload = ? AND "
-                          "item_id = ? AND model = ?", [workload, item_id, model]).fetchone()
-        if got is None:
+                          "item_id = ? AND model = ?", [workload, item_id, model]).fetchall()
+        if not got:
             raise NotFoundError(f"model {model!r} has no recorded answer to item {item_id!r} "
                                 f"of {workload!r}; nothing was saved")
-        output = got[0]
+        output = got[0][0]
     version = int(cur.execute("SELECT coalesce(max(version), 0) + 1 FROM reviews WHERE "
-                              "workload = ?", [workload]).fetchone()[0])
+                              "workload = ?", [workload]).fetchall()[0][0])
     created = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
     cur.execute(
         "INSERT INTO reviews (workload, version, item_id, model, verdict, answer, output, "
         "reviewer, created, input_md5) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [workload, version, item_id, model, verdict, answer, output, reviewer, created,
-         row[0]],
+         rows[0][0]],
     )
     return Review(workload, version, item_id, model, verdict, answer, output, reviewer, created)
 
@@ -225,9 +226,9 @@ def latest_version(store: Store, workload: str) -> int:
     """The workload's newest label-set version (0: nobody has reviewed it yet)."""
     store.workload(workload)
     ensure_schema(store)
-    row = store.cursor().execute("SELECT coalesce(max(version), 0) FROM reviews WHERE "
-                                 "workload = ?", [workload]).fetchone()
-    return int(row[0])
+    rows = store.cursor().execute("SELECT coalesce(max(version), 0) FROM reviews WHERE "
+                                  "workload = ?", [workload]).fetchall()
+    return int(rows[0][0])
 
 
 def versions(store: Store, workload: str) -> pl.DataFrame:
@@ -247,25 +248,26 @@ def label_set(store: Store, workload: str, version: int | str | None = LATEST) -
     """The label set of `workload` at `version` (an int, or 'latest' / None for the newest).
     A review counts while its item is still in the workload with the same input text (a
     workload loaded again from an edited file keeps the reviews of the unchanged items)."""
-    newest = latest_version(store, workload)
-    v = resolve_version(version, newest, workload)
-    frame = fetch_pl(
-        store.cursor(),
-        "SELECT r.version, r.item_id, r.model, r.verdict, r.answer, r.output, r.reviewer "
-        "FROM reviews r JOIN items i ON i.workload = r.workload AND i.item_id = r.item_id "
-        "WHERE r.workload = ? AND r.version <= ? AND md5(i.input) = r.input_md5",
-        [workload, v],
-    )
-    verdicts = (frame.filter(pl.col("model").is_not_null())
-                .sort("version", descending=True)
-                .unique(["item_id", "model"], keep="first", maintain_order=True)
-                .select("item_id", "model", "verdict", "output"))
-    answers = (frame.filter(pl.col("answer").is_not_null())
-               .sort("version", descending=True)
-               .unique("item_id", keep="first", maintain_order=True)
-               .select("item_id", "answer"))
-    reviewers = tuple(sorted(set(frame["reviewer"].to_list())))
-    return LabelSet(workload, v, reviewers, frame.height, verdicts, answers)
+    with store.session():  # one open of the file for all these reads
+        newest = latest_version(store, workload)
+        v = resolve_version(version, newest, workload)
+        frame = fetch_pl(
+            store.cursor(),
+            "SELECT r.version, r.item_id, r.model, r.verdict, r.answer, r.output, r.reviewer "
+            "FROM reviews r JOIN items i ON i.workload = r.workload AND i.item_id = r.item_id "
+            "WHERE r.workload = ? AND r.version <= ? AND md5(i.input) = r.input_md5",
+            [workload, v],
+        )
+        verdicts = (frame.filter(pl.col("model").is_not_null())
+                    .sort("version", descending=True)
+                    .unique(["item_id", "model"], keep="first", maintain_order=True)
+                    .select("item_id", "model", "verdict", "output"))
+        answers = (frame.filter(pl.col("answer").is_not_null())
+                   .sort("version", descending=True)
+                   .unique("item_id", keep="first", maintain_order=True)
+                   .select("item_id", "answer"))
+        reviewers = tuple(sorted(set(frame["reviewer"].to_list())))
+        return LabelSet(workload, v, reviewers, frame.height, verdicts, answers)
 
 
 def resolve_version(version: int | str | None, newest: int, workload: str) -> int:
