@@ -178,7 +178,7 @@ class Store:
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A write transaction on this thread's cursor: all or nothing. Keep it short: other
         processes (the app, other commands) wait for the file until it ends."""
-        with self._write_lock, self._lease.use() as cur:
+        with self._write_lock, self._lease.use(wrote=True) as cur:
             cur.execute("BEGIN TRANSACTION")
             try:
                 yield cur

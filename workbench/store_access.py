@@ -123,6 +123,7 @@ class Lease:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._epoch = 0  # bumped on every open: a thread's cursor belongs to one connection
         self._users = 0
+        self._wrote = False  # a write happened since the open: close without lingering
         self._timer: threading.Timer | None = None
         self._local = threading.local()
         _LEASES.add(self)
@@ -136,8 +137,10 @@ class Lease:
         return getattr(self._local, "depth", 0)
 
     @contextlib.contextmanager
-    def use(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """This thread's cursor on the open connection (opened, waiting if need be)."""
+    def use(self, wrote: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """This thread's cursor on the open connection (opened, waiting if need be). After a
+        write (`wrote`) the connection closes as soon as nobody uses it, without lingering:
+        DuckDB checkpoints, and other processes get the file and see the write at once."""
         with self._lock:
             if self._timer is not None:
                 self._timer.cancel()
@@ -146,6 +149,7 @@ class Lease:
                 self._con = connect(self.path, on_wait=getattr(self._local, "notice", None))
                 self._epoch += 1
             self._users += 1
+            self._wrote = self._wrote or wrote
             cur = self._thread_cursor()
         self._local.depth = self.depth() + 1
         try:
@@ -154,7 +158,9 @@ class Lease:
             self._local.depth -= 1
             with self._lock:
                 self._users -= 1
-                if self._users == 0:
+                if self._users == 0 and self._wrote:
+                    self._close_now()
+                elif self._users == 0:
                     self._schedule_close()
 
     def _thread_cursor(self) -> duckdb.DuckDBPyConnection:
@@ -182,6 +188,7 @@ class Lease:
 
     def _close_now(self) -> None:
         con, self._con = self._con, None
+        self._wrote = False
         if con is not None:
             with contextlib.suppress(duckdb.Error):
                 con.close()  # the last connection of the process: DuckDB checkpoints the WAL
