@@ -96,7 +96,9 @@ if name:
         st.subheader(f"Best policy (study {result.study_name})")
         cols = st.columns(4)
         cols[0].metric("Holdout quality", f"{ho['quality']:.3f}",
-                       delta=f"{ho['quality'] - tr['quality']:+.3f} vs train")
+                       delta=f"{ho['quality'] - tr['quality']:+.3f} vs train",
+                       delta_color="off",  # a different sample, not an improvement: no arrow
+                       delta_arrow="off")
         cols[1].metric("Holdout cost / request", f"${ho['cost_per_request']:.6f}")
         cols[2].metric("Holdout escalation", f"{ho['escalation_rate']:.1%}")
         cols[3].metric("Holdout items", ho["n"])
