@@ -210,5 +210,19 @@ def quality_outcomes(
         return scored
 
 
-__all__ = ["Basis", "Scored", "apply_label_set", "quality_outcomes", "reference_answers",
+def basis_metrics(store: Store, workload: str, *, silver: str | None = None,
+                  label_set: int | str | None = None, n_boot: int = 1000,
+                  seed: int = 0) -> tuple[pl.DataFrame, Basis]:
+    """Per model on the chosen basis (`workbench.report.model_table`: n, quality with a 95%
+    CI, cost per request, latency, error rate) and the basis to show beside it."""
+    from workbench.report import model_table
+    from workbench.report_data import prepare
+
+    with store.session():
+        scored = quality_outcomes(store, workload, silver=silver, label_set=label_set)
+        items = store.recorded_items(workload)
+    return model_table(prepare(items, scored.outcomes), n_boot=n_boot, seed=seed), scored.basis
+
+
+__all__ = ["Basis", "Scored", "basis_metrics", "apply_label_set", "quality_outcomes", "reference_answers",
            "silver_quality"]

@@ -86,24 +86,19 @@ def _num(v: Any) -> Any:
 
 def cmd_agreement(args: argparse.Namespace) -> int:
     """Print each model's agreement with the reference (with a 95% CI), cost and errors."""
-    from workbench.label_quality import quality_outcomes
-    from workbench.report import model_table
-    from workbench.report_data import prepare
+    from workbench.label_quality import basis_metrics
     from workbench.store import open_store
 
-    store = open_store(args.home)
-    scored = quality_outcomes(store, args.workload, silver=args.reference,
-                              label_set=args.label_set)
-    table = model_table(prepare(store.recorded_items(args.workload), scored.outcomes),
-                        n_boot=args.n_boot, seed=args.seed)
+    table, basis = basis_metrics(open_store(args.home), args.workload, silver=args.reference,
+                                 label_set=args.label_set, n_boot=args.n_boot, seed=args.seed)
     rows = table.to_dicts()
     if args.json:
-        print(json.dumps({**scored.basis.as_json(), "models": [
+        print(json.dumps({**basis.as_json(), "models": [
             {k: _num(v) for k, v in r.items()} for r in rows]}, indent=2, default=str))
         return 0
-    print(f"{args.workload}: {scored.basis.describe()}")
-    if scored.basis.n_silver_missing:
-        print(f"  {scored.basis.n_silver_missing} items left out: {args.reference} gave no "
+    print(f"{args.workload}: {basis.describe()}")
+    if basis.n_silver_missing:
+        print(f"  {basis.n_silver_missing} items left out: {args.reference} gave no "
               "answer to them")
     for r in rows:
         mark = "  (reference)" if r["model"] == args.reference else ""

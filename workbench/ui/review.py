@@ -256,13 +256,9 @@ def summary(workload: str, silver: str | None) -> None:
 
 def agreement_table(workload: str, silver: str) -> None:
     """Each model's agreement with the reference model (95% CI), cost and errors."""
-    from workbench.label_quality import quality_outcomes
-    from workbench.report import model_table
-    from workbench.report_data import prepare
+    from workbench.label_quality import basis_metrics
 
-    store = ui.store()
-    scored = quality_outcomes(store, workload, silver=silver)
-    table = model_table(prepare(store.recorded_items(workload), scored.outcomes), n_boot=200)
+    table, basis = basis_metrics(ui.store(), workload, silver=silver, n_boot=200)
     shown = table.select(
         "model", pl.col("quality").alias(f"agreement with {silver}"),
         pl.format("{}% - {}%", (pl.col("quality_lo") * 100).round(1),
@@ -272,6 +268,6 @@ def agreement_table(workload: str, silver: str) -> None:
         f"agreement with {silver}": st.column_config.NumberColumn(format="percent"),
         "cost_per_request": st.column_config.NumberColumn("$ per request", format="$%.6f"),
         "error_rate": st.column_config.NumberColumn("errors", format="percent")})
-    if scored.basis.n_silver_missing:
-        st.caption(f"{scored.basis.n_silver_missing} items are left out: {silver} gave no "
-                   "answer to them.")
+    if basis.n_silver_missing:
+        st.caption(f"{basis.n_silver_missing} items are left out: {silver} gave no answer to "
+                   "them.")
