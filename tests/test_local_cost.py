@@ -120,8 +120,8 @@ def test_same_items_cost_the_same_on_a_busy_and_a_quiet_machine(triage: Store,
 def test_measurement_under_load_is_flagged(home: Path) -> None:
     spec = local("gemma-two-threads", threads=2)
     with cpu_burners(3):  # five busy threads on two cores: each gets well under 60% of one
-        tp = local_cost.ensure(spec, home, force=True, trials=2)
-    assert tp.contended and tp.threads == 2 and tp.trials == 2
+        tp = local_cost.ensure(spec, home, force=True, trials=1)  # one trial: keep it short
+    assert tp.contended and tp.threads == 2 and tp.trials == 1
     assert min(tp.prompt_cpu_share, tp.gen_cpu_share) < local_cost.CONTENDED_BELOW
     assert "measured under contention" in tp.describe()
     assert local_cost.lookup(spec, home) == tp  # the flag is stored with the speeds
