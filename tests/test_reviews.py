@@ -252,6 +252,7 @@ def test_two_processes_saving_the_same_item_at_once_both_keep_their_saves(
     ({"item_id": None, "model": "cheap", "verdict": None}, "right or wrong"),
     ({"item_id": None, "model": "cheap", "verdict": True, "answer": "x"}, "not both"),
     ({"item_id": None, "answer": "billing", "reviewer": " "}, "reviewer's name"),
+    ({"item_id": None, "answer": "bill"}, "'bill' is not one of this workload's labels"),
 ])
 def test_bad_reviews_are_refused_and_write_nothing(store: Store, kwargs: dict,
                                                    message: str) -> None:

@@ -180,10 +180,15 @@ def _insert(cur: duckdb.DuckDBPyConnection, workload: str, item_id: str, reviewe
             model: str | None, verdict: bool | None, answer: str | None) -> Review:
     """Inside a transaction: check the item (and the model's answer), then append the row."""
     # fetchall, not fetchone: a half-read result blocks the shared cursor's next query
-    if not cur.execute("SELECT 1 FROM workloads WHERE name = ?", [workload]).fetchall():
+    found = cur.execute("SELECT task_type, label_set FROM workloads WHERE name = ?",
+                        [workload]).fetchall()
+    if not found:
         known = [r[0] for r in cur.execute("SELECT name FROM workloads ORDER BY name").fetchall()]
         raise NotFoundError(f"unknown workload {workload!r}; known workloads: "
                             f"{', '.join(known) or 'none'}")
+    task_type, labels = found[0]
+    if answer is not None and task_type == "classification" and labels:
+        answer = _as_label(answer, list(labels))
     rows = cur.execute("SELECT md5(input) FROM items WHERE workload = ? AND item_id = ?",
                        [workload, item_id]).fetchall()
     if not rows:
@@ -207,6 +212,18 @@ def _insert(cur: duckdb.DuckDBPyConnection, workload: str, item_id: str, reviewe
          rows[0][0]],
     )
     return Review(workload, version, item_id, model, verdict, answer, output, reviewer, created)
+
+
+def _as_label(answer: str, labels: list[str]) -> str:
+    """A written answer to a classification item as the label it names (case and spacing
+    ignored); an answer outside the label set could never match an output."""
+    wanted = " ".join(answer.split()).lower()
+    for label in labels:
+        if " ".join(str(label).split()).lower() == wanted:
+            return str(label)
+    shown = ", ".join(labels[:20]) + (f" and {len(labels) - 20} more" if len(labels) > 20 else "")
+    raise WorkbenchError(f"{answer.strip()!r} is not one of this workload's labels ({shown}); "
+                         "nothing was saved")
 
 
 def reviews(store: Store, workload: str, *, item_id: str | None = None) -> pl.DataFrame:
