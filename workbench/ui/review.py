@@ -198,9 +198,12 @@ def render(workload: str, key: str) -> None:
             st.caption("Type your name above to save reviews.")
         for i, row in enumerate(view.answers.iter_rows(named=True), start=1):
             _answer_row(key, workload, item_id, i, row, can_save)
+        info = store.workload(workload)
+        allowed = (f" One of: {', '.join(info.label_set)}." if info.task_type ==
+                   "classification" and info.label_set else "")
         st.text_area("The correct answer", key=f"{key}_answer_{item_id}",
                      placeholder="Write the correct answer when no model has it, then save "
-                                 "(Ctrl+Enter).")
+                                 f"(Ctrl+Enter).{allowed}")
         st.button("Save answer", key=f"{key}_save_answer", icon=":material/edit_note:",
                   shortcut="Ctrl+Enter", disabled=not can_save, on_click=_save_answer,
                   args=(key, workload, item_id))
