@@ -211,6 +211,7 @@ def _write(path: Path, tp: Throughput) -> None:
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 json.dump(data, fh, indent=1, sort_keys=True)
+            os.chmod(tmp, 0o644)  # like the store and catalog (mkstemp makes it owner-only)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
