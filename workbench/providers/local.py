@@ -139,6 +139,8 @@ class LocalProvider:
         """Score labels (label tasks) or generate text; failures become error Responses."""
         t0 = time.perf_counter()
         try:
+            self.price  # noqa: B018 - measured (if ever) before the call, not inside it
+            t0 = time.perf_counter()  # ... and not in its latency
             model = self.model
             with model.lock:
                 if request.labels:
