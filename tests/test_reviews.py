@@ -511,6 +511,20 @@ def test_cli_agreement_queue_save_versions_and_replay(home: Path, store: Store,
     assert capsys.readouterr().out.startswith(
         "quality here is agreement with strong, not accuracy")
 
+    assert main(["compare", "--workload", WL, "--silver", "strong", "--label-set", "1",
+                 *h]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == ("quality here is agreement with strong, not accuracy; corrected by "
+                        "label set v1 of support-triage: 1 review of 1 item by ana")
+    assert lines[1].split()[:3] == ["model", "n", "agreement"]
+    assert main(["compare", "--workload", WL, "--silver", "strong", "--model", "cheap",
+                 "--json", *h]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["model"] == "cheap" and row["quality_basis"].startswith("agreement with strong")
+    silver = lq.quality_outcomes(store, WL, silver="strong").outcomes
+    assert row["quality"] == pytest.approx(
+        silver.filter(pl.col("model") == "cheap")["quality"].mean())
+
 
 def _run_json(main: object, argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     assert main([*argv, "--json"]) == 0  # type: ignore[operator]

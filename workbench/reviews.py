@@ -101,8 +101,8 @@ class LabelSet:
     def describe(self) -> str:
         """'label set v7 of support-triage: 12 reviews of 9 items by ana, bo'."""
         who = ", ".join(self.reviewers) or "nobody"
-        return (f"label set v{self.version} of {self.workload}: {self.n_reviews} reviews of "
-                f"{self.n_items} items by {who}")
+        return (f"label set v{self.version} of {self.workload}: {_count(self.n_reviews, 'review')}"
+                f" of {_count(self.n_items, 'item')} by {who}")
 
 
 def ensure_schema(store: Store) -> None:
@@ -112,6 +112,10 @@ def ensure_schema(store: Store) -> None:
     with store.transaction() as cur:
         cur.execute(SCHEMA)
     _READY.add(store)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _short(text: str, width: int = 60) -> str:

@@ -167,3 +167,41 @@ def cmd_versions(args: argparse.Namespace) -> int:
         print(f"  v{r['version']:<5d} {r['created']:%Y-%m-%d %H:%M} UTC  {r['reviewer']:20s} "
               f"item {r['item_id']}  {r['saved']}")
     return 0
+
+
+def compare_on_basis(args: argparse.Namespace) -> int:
+    """`workbench compare --silver MODEL / --label-set V`: the per-model table with quality
+    from that basis, headed by what it means (JSON rows carry it as `quality_basis`)."""
+    from workbench.label_quality import basis_metrics
+    from workbench.store import open_store
+
+    table, basis = basis_metrics(open_store(args.home), args.workload, silver=args.silver,
+                                 label_set=args.label_set, seed=args.seed)
+    if args.models:
+        unknown = [m for m in args.models if m not in set(table["model"].to_list())]
+        if unknown:
+            raise WorkbenchError(f"model {unknown[0]!r} has no outcomes on workload "
+                                 f"{args.workload!r}; models with outcomes: "
+                                 f"{', '.join(table['model'].to_list())}")
+        table = table.filter(table["model"].is_in(list(args.models)))
+    rows = table.to_dicts()
+    if args.json:
+        print(json.dumps([{**{k: _num(v) for k, v in r.items()},
+                           "quality_basis": basis.describe()} for r in rows], indent=2))
+        return 0
+    print(f"quality here is {basis.describe()}")
+    word = "agreement" if args.silver is not None else "quality"
+    cells = [("model", "n", word, "95% CI", "$/request", "p50 ms", "p95 ms", "errors")]
+    for r in rows:
+        q = r["quality"]
+        cells.append((
+            r["model"], str(r["n"]), "n/a" if q is None else f"{q:.3f}",
+            "-" if q is None else f"[{r['quality_lo']:.3f}, {r['quality_hi']:.3f}]",
+            f"${r['cost_per_request']:.6f}",
+            "-" if r["latency_p50_ms"] is None else f"{r['latency_p50_ms']:.0f}",
+            "-" if r["latency_p95_ms"] is None else f"{r['latency_p95_ms']:.0f}",
+            f"{r['error_rate']:.1%}"))
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    for row in cells:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return 0

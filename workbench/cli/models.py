@@ -12,6 +12,7 @@ import time
 from typing import Any, TextIO
 
 from workbench.cli import add_home
+from workbench.cli.labels import add_basis_options
 from workbench.errors import WorkbenchError
 from workbench.extras import MissingExtraError, require
 
@@ -94,6 +95,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     compare.add_argument("--workload", required=True)
     compare.add_argument("--model", action="append", dest="models", default=None,
                          help="only these models (repeatable; default all with outcomes)")
+    add_basis_options(compare)
     compare.add_argument("--json", action="store_true", help="print a JSON list")
     compare.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     compare.set_defaults(func=cmd_compare)
@@ -395,6 +397,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from workbench.runner import model_metrics
     from workbench.store import open_store
 
+    if args.silver is not None or args.label_set is not None:
+        from workbench.cli.labels import compare_on_basis
+
+        return compare_on_basis(args)
     store = open_store(args.home)
     metrics = model_metrics(store, args.workload, args.models, seed=args.seed)
     if metrics.height == 0:
