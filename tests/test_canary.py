@@ -255,7 +255,7 @@ def test_pages_never_show_a_secret(env: Env, caplog: pytest.LogCaptureFixture) -
     # one answer proves the secrets-file key was sent (a loaded machine may time one out)
     assert hosted.height == 5 and hosted["error"].is_null().sum() >= 1, hosted["error"]
 
-    for page in ("pages/route.py", "pages/tune.py", "pages/export.py"):
+    for page in ("pages/route.py", "pages/tune.py", "pages/export.py", "pages/review.py"):
         at = app(page)
         seen(at, page)
     at = app("pages/tune.py")
