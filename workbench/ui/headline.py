@@ -13,13 +13,44 @@ from workbench import ui
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _report(home: str, workload: str, version: tuple[str, int, int]) -> Any:
-    """The workload's report, rebuilt only when its outcomes change (what-ifs reuse it)."""
+def _report(home: str, workload: str, version: tuple[str, int, int], silver: str | None = None,
+            label_set: int | None = None) -> Any:
+    """The workload's report on a quality basis, rebuilt only when its outcomes or the basis
+    change (what-ifs reuse it)."""
     del version  # part of the cache key only
     from workbench.report import build_report
     from workbench.store import open_store
 
-    return build_report(open_store(home), workload)
+    return build_report(open_store(home), workload, silver=silver, label_set=label_set)
+
+
+def _basis(workload: str, key: str) -> tuple[str | None, int | None]:
+    """What quality is measured against: the workload's reference answers when it has them,
+    else (or on request) agreement with one model's answers (silver), optionally corrected by
+    the latest reviewed label set. Returns (silver model, label-set version)."""
+    from workbench import reviews
+
+    store = ui.store()
+    items = store.recorded_items(workload)
+    has_refs = "reference" in items.columns and items["reference"].null_count() < items.height
+    costs = (store.outcomes(workload).group_by("model")
+             .agg(pl.col("cost_usd").fill_null(0).mean().alias("c")).sort("c", descending=True))
+    models = costs["model"].to_list()
+    options = (["the reference answers"] if has_refs else []) + [
+        f"agreement with {m}" for m in models]
+    c = st.columns([0.6, 0.4])
+    pick = c[0].selectbox(
+        "Measure quality against", options, key=f"{key}_basis",
+        help="Without reference answers, each model is scored by agreement with a chosen "
+             "model's answers (a silver reference, usually the strongest): agreement, not "
+             "accuracy. Reviews on the Review page correct it item by item.")
+    silver = None if pick == "the reference answers" else pick.removeprefix("agreement with ")
+    newest = reviews.latest_version(store, workload)
+    label_set = None
+    if newest and c[1].checkbox(f"Correct with reviewed labels (version {newest})", value=True,
+                                key=f"{key}_reviews"):
+        label_set = int(newest)
+    return silver, label_set
 
 
 def render(workload: str, key: str) -> None:
@@ -29,6 +60,7 @@ def render(workload: str, key: str) -> None:
         st.caption("Run at least two models on this workload to see what a cheaper one could "
                    "take over.")
         return
+    silver, label_set = _basis(workload, key)
     c = st.columns(3)
     keep = c[0].slider("Keep at least this share of the strong model's quality", 50, 100, 95,
                        key=f"{key}_keep", format="%d%%")
@@ -41,10 +73,13 @@ def render(workload: str, key: str) -> None:
              "cheaper model's own confidence, all or nothing, or whole slices of a column.")
     with ui.user_errors():
         with st.spinner("Computing the headline with bootstrap intervals..."):
-            base = _report(str(ui.home_dir()), workload, store.outcomes_version(workload))
+            base = _report(str(ui.home_dir()), workload, store.outcomes_version(workload),
+                           silver, label_set)
             report = base.what_if(keep_quality=keep / 100.0, requests_per_day=float(volume),
                                   route_by=None if route_by == "any rule" else route_by)
         st.info(report.sentence, icon=":material/savings:")
+        if report.basis:
+            st.caption(f"Quality here is {report.basis['basis']}.")
         st.caption(f"In-sample figures over {report.n_items} items with recorded outcomes; "
                    "intervals are 95% bootstrap intervals over items (the rule is re-chosen in "
                    "every resample).")
