@@ -111,7 +111,8 @@ def length_buckets(length: pl.Series) -> pl.Series:
     if edges.size == 0:
         return pl.Series("slice", [f"{int(x.min())}-{int(x.max())} chars"] * x.size)
     labels = [f"<={edges[0]} chars"]
-    labels += [f"{lo + 1}-{hi} chars" for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+    labels += [f"{hi} chars" if lo + 1 == hi else f"{lo + 1}-{hi} chars"
+               for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
     labels.append(f">{edges[-1]} chars")
     which = np.searchsorted(edges, x, side="left")
     return pl.Series("slice", np.asarray(labels, dtype=object)[which].tolist(), dtype=pl.String)
