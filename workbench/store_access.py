@@ -125,6 +125,7 @@ class Lease:
         self._users = 0
         self._wrote = False  # a write happened since the open: close without lingering
         self._timer: threading.Timer | None = None
+        self._released_at = 0.0
         self._local = threading.local()
         _LEASES.add(self)
 
@@ -142,9 +143,6 @@ class Lease:
         write (`wrote`) the connection closes as soon as nobody uses it, without lingering:
         DuckDB checkpoints, and other processes get the file and see the write at once."""
         with self._lock:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
             if self._con is None:
                 self._con = connect(self.path, on_wait=getattr(self._local, "notice", None))
                 self._epoch += 1
@@ -172,18 +170,32 @@ class Lease:
         return held[1]
 
     def _schedule_close(self) -> None:
+        """Close LINGER_S after this release; one timer serves many releases (it re-arms for
+        the time left rather than a thread per release)."""
         if self.linger_s <= 0:
             self._close_now()
             return
-        timer = threading.Timer(self.linger_s, self._close_idle)
+        self._released_at = time.monotonic()
+        if self._timer is None:
+            self._start_timer(self.linger_s)
+
+    def _start_timer(self, delay: float) -> None:
+        timer = threading.Timer(delay, self._close_idle)
         timer.daemon = True
         self._timer = timer
         timer.start()
 
     def _close_idle(self) -> None:
         with self._lock:
-            if self._users == 0 and self._timer is threading.current_thread():
-                self._timer = None
+            if self._timer is not threading.current_thread():
+                return  # cancelled by close()
+            self._timer = None
+            if self._con is None or self._users > 0:
+                return  # in use again: its last release arms a new timer
+            left = self._released_at + self.linger_s - time.monotonic()
+            if left > 0.005:
+                self._start_timer(left)
+            else:
                 self._close_now()
 
     def _close_now(self) -> None:
