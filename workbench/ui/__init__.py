@@ -68,7 +68,9 @@ def recorded_frames(workload: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(items with outcomes, outcomes) of a workload: the same frame objects across reruns
     while the stored outcomes are unchanged, so replay's per-frame cache (governance
     detections, outcome matrices) is reused and a widget change only redoes cascade math."""
-    return _recorded_frames(str(home_dir()), workload, store().outcomes_version(workload))
+    shared = store()
+    with shared.session():  # opened (or waited for, with the notice) outside the cached function
+        return _recorded_frames(str(home_dir()), workload, shared.outcomes_version(workload))
 
 
 @contextlib.contextmanager

@@ -31,9 +31,9 @@ def _basis(workload: str, key: str) -> tuple[str | None, int | None]:
     from workbench import reviews
 
     store = ui.store()
-    items = store.recorded_items(workload)
+    items, outcomes = ui.recorded_frames(workload)  # read again only when outcomes change
     has_refs = "reference" in items.columns and items["reference"].null_count() < items.height
-    costs = (store.outcomes(workload).group_by("model")
+    costs = (outcomes.group_by("model")
              .agg(pl.col("cost_usd").fill_null(0).mean().alias("c")).sort("c", descending=True))
     models = costs["model"].to_list()
     options = (["the reference answers"] if has_refs else []) + [
@@ -73,8 +73,9 @@ def render(workload: str, key: str) -> None:
              "cheaper model's own confidence, all or nothing, or whole slices of a column.")
     with ui.user_errors():
         with st.spinner("Computing the headline with bootstrap intervals..."):
-            base = _report(str(ui.home_dir()), workload, store.outcomes_version(workload),
-                           silver, label_set)
+            with store.session():  # opened (or waited for) outside the cached function
+                base = _report(str(ui.home_dir()), workload, store.outcomes_version(workload),
+                               silver, label_set)
             report = base.what_if(keep_quality=keep / 100.0, requests_per_day=float(volume),
                                   route_by=None if route_by == "any rule" else route_by)
         st.info(report.sentence, icon=":material/savings:")
