@@ -18,7 +18,7 @@ from workbench.store import open_store
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 PAGES = ["pages/home.py", "pages/workloads.py", "pages/models.py", "pages/compare.py",
-         "pages/route.py", "pages/tune.py", "pages/export.py"]
+         "pages/review.py", "pages/route.py", "pages/tune.py", "pages/export.py"]
 
 
 def _app(page: str) -> AppTest:
