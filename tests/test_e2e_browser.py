@@ -28,14 +28,20 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-sync"]
 VIEWPORT = {"width": 1280, "height": 800}
 MAX_PNG_BYTES = 250_000
-UPLOAD_CSV = """ticket_no,body,queue
-t1,My card was charged twice for the same order,billing
-t2,I cannot log in since the password reset,account
-t3,Where is my parcel? It has been ten days,shipping
-t4,Please refund the duplicate payment,billing
-t5,How do I change the e-mail address on my account,account
-t6,The tracking number does not work,shipping
-"""
+# A team's own Banking77-style tickets: numeric ids, 6 intents in blocks of 10, so the first 20
+# ids by id would cover only 2 intents (a stratified slice covers all 6).
+INTENTS = {
+    "card_arrival": "When will my new card arrive? It has been {} days",
+    "lost_card": "I lost my card on day {} of my trip so please block it",
+    "exchange_rate": "What exchange rate applies to a transfer of {} euros",
+    "top_up_failed": "My top-up of {} pounds failed again",
+    "pending_transfer": "A transfer of {} dollars is still pending",
+    "refund_not_showing": "The refund of {} euros is not on my statement",
+}
+UPLOAD_CSV = "ticket_no,body,intent\n" + "".join(
+    f"{10 * k + i + 1},{text.format(3 + i)},{intent}\n"
+    for k, (intent, text) in enumerate(INTENTS.items()) for i in range(10))
+BROKEN_CSV = 'ticket_no,body\n1,"an unterminated quote\n'
 
 pytestmark = [
     pytest.mark.slow,
@@ -312,31 +318,39 @@ def test_first_run_journey_in_a_browser(app_url: str, tmp_path: Path) -> None:
 
             step("workloads page")
             page.get_by_role("tab", name="Upload").click()
+            upload = page.locator('.st-key-wl_upload input[type="file"]')
+            # a broken file first: the message names the user's file, not where it was saved
+            broken = tmp_path / "team broken.csv"
+            broken.write_text(BROKEN_CSV)
+            upload.set_input_files(str(broken))
+            err = page.locator('[data-testid="stAlertContentError"]').first
+            err.wait_for(timeout=60_000)
+            assert "team broken.csv" in err.inner_text(), err.inner_text()
+            assert "uploads" not in err.inner_text(), err.inner_text()
+            _wait_idle(page)
             csv = tmp_path / "tickets.csv"
             csv.write_text(UPLOAD_CSV)
-            page.locator('.st-key-wl_upload input[type="file"]').set_input_files(str(csv))
+            upload.set_input_files(str(csv))
             _text(page, "Format: csv", 60)
             page.get_by_role("button", name="Import").wait_for(timeout=60_000)
             _wait_idle(page)
+            _assert_clean(page, "Workloads, upload")
             _select(page, "map_id", "ticket_no")
             _select(page, "map_input", "body")
-            _select(page, "map_ref", "queue")
+            _select(page, "map_ref", "intent")
             name = page.locator(".st-key-wl_name input")
             name.fill("e2e-tickets")
             page.get_by_role("button", name="Import").click()
             imported = _text(page, re.compile(r"^Imported e2e-tickets: "), 60).inner_text()
-            assert "Imported e2e-tickets: 6 items, 0 models with outcomes" in imported, imported
+            assert "Imported e2e-tickets: 60 items, 0 models with outcomes" in imported, imported
             _wait_idle(page)
-            _assert_clean(page, "Workloads, upload")
-            # a rerun shows the new workload in the explorer (it became the current one)
-            _nav(page, "Models")
-            _nav(page, "Workloads")
-            _text(page, "Distribution by")
-            _wait_idle(page)
-            assert _selected(page, "wl_pick") == "e2e-tickets"
-            assert _metric(page, "Items") == "6"
-            assert _metric(page, "Labels") == "3"
             _assert_clean(page, "Workloads, after upload")
+            # the same run lists it and opens the explorer on it, no navigation needed
+            assert _selected(page, "wl_pick") == "e2e-tickets"
+            assert _metric(page, "Items") == "60"
+            assert _metric(page, "Labels") == "6"
+            uploads = sorted(p.name for p in (tmp_path / "home" / "uploads").iterdir())
+            assert [u.split("-", 1)[1] for u in uploads] == ["tickets.csv"], uploads
 
             step("upload imported")
             # Models: the bundled model and its re-quantized copy, the GGUF checked
@@ -351,6 +365,15 @@ def test_first_run_journey_in_a_browser(app_url: str, tmp_path: Path) -> None:
             _wait_idle(page)
             _text(page, re.compile(rf"^GGUF file OK: .+{re.escape(CHEAP_NAME)}.*\.gguf"), 30)
             _assert_clean(page, "Models, edit")
+            # the prompt the model receives for one of the team's tickets, with their labels
+            page.get_by_role("tab", name="Prompt and examples").click()
+            _select(page, "mp_workload", "e2e-tickets")
+            _wait_idle(page)
+            prompt = page.locator('[data-testid="stCode"]:visible').filter(
+                has_text="Category:").first.inner_text()
+            assert "card_arrival, exchange_rate, lost_card" in prompt and "new card" in prompt, \
+                prompt[:600]
+            _assert_clean(page, "Models, prompt")
             page.get_by_role("tab", name="Add").click()
             _shot(page, shots, "models")
 
@@ -361,6 +384,9 @@ def test_first_run_journey_in_a_browser(app_url: str, tmp_path: Path) -> None:
             _wait_idle(page)
             _assert_clean(page, "Compare")
             assert _selected(page, "cmp_workload") == "e2e-tickets"  # the current workload
+            # the default slice is a seeded sample stratified by label: all 6 intents
+            _text(page, "Runs on a sample of 20 items stratified by label (seed 0), covering "
+                        "6 of 6 label values.")
             _select(page, "cmp_workload", "support-triage")
             _text(page, "Per-model metrics")
             _wait_idle(page)
