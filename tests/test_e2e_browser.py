@@ -10,22 +10,15 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, streamlit_app
+
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
 VIEWPORT = {"width": 1280, "height": 800}
 MAX_PNG_BYTES = 250_000
 # A team's own Banking77-style tickets: numeric ids, 6 intents in blocks of 10, so the first 20
@@ -52,60 +45,14 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _log_tail(log: Path, n: int = 40) -> str:
-    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
-    return "\n".join(lines[-n:])
-
-
 @pytest.fixture
 def app_url(tmp_path: Path) -> Iterator[str]:
     """`streamlit run app.py` on a free loopback port with an empty WORKBENCH_HOME; stopped
     (terminate, then kill) however the test ends."""
     home = tmp_path / "home"
     home.mkdir()
-    port = _free_port()
-    env = {**os.environ, "WORKBENCH_HOME": str(home),
-           "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
-    log = tmp_path / "streamlit.log"
-    python = ROOT / ".venv" / "bin" / "python"
-    cmd = [str(python if python.exists() else Path(sys.executable)), "-m", "streamlit", "run",
-           "app.py", "--server.port", str(port), "--server.address", "127.0.0.1",
-           "--server.headless", "true",
-           # no hot reload: the test edits nothing, and watching the repo (with .venv) costs CPU
-           "--server.fileWatcherType", "none", "--server.runOnSave", "false"]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"streamlit exited with {proc.returncode}:\n{_log_tail(log)}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
-                    if resp.status == 200 and resp.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"streamlit not healthy after 90 s:\n{_log_tail(log)}")
-            time.sleep(0.5)
+    with streamlit_app(home, tmp_path / "streamlit.log", timeout_s=90) as url:
         yield url
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=15)
 
 
 def _wait_idle(page, timeout_s: float = 120) -> None:  # noqa: ANN001 - playwright Page

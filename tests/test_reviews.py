@@ -647,79 +647,43 @@ def test_review_keyboard_shortcuts_in_a_real_browser(home: Path, store: Store,
                                                      tmp_path: Path) -> None:
     """`streamlit run app.py` driven by Chromium: Alt+1 marks answer 1 wrong, 2 marks answer 2
     right, N moves on, Ctrl+Enter saves the answer typed in the box; the store holds each."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-    import urllib.request
-
     from playwright.sync_api import expect, sync_playwright
 
-    from tests.test_e2e_browser import CHROMIUM_ARGS, _free_port, _log_tail, _wait_idle
+    from tests.browser import streamlit_app
+    from tests.test_e2e_browser import CHROMIUM_ARGS, _wait_idle
 
     record(store)
     expected = rq.build_queue(store, WL).items["item_id"].to_list()
     store.close()
-    port, log = _free_port(), tmp_path / "streamlit.log"
-    env = {**os.environ, "WORKBENCH_HOME": str(home),
-           "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-             "--server.address", "127.0.0.1", "--server.headless", "true",
-             "--server.fileWatcherType", "none", "--server.runOnSave", "false"],
-            cwd=Path(__file__).resolve().parents[1], env=env, stdout=out,
-            stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(180):
-            assert proc.poll() is None, _log_tail(log)
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            time.sleep(0.5)
-        else:
-            pytest.fail(f"streamlit not healthy after 90 s:\n{_log_tail(log)}")
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
-                                         args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1280, "height": 1600})
-            page.goto(url, wait_until="networkidle")
-            page.get_by_role("link", name="Review").click()
-            page.wait_for_selector(f"text=Item 1 of {len(expected)}", timeout=120_000)
-            page.get_by_role("textbox", name="Your name").fill("ana")
-            page.keyboard.press("Enter")
-            # the rerun with the name has happened once the buttons are enabled (a shortcut
-            # pressed on a disabled button does nothing)
-            expect(page.locator("button:has-text('Wrong')").first).to_be_enabled(
-                timeout=120_000)
-            _wait_idle(page)
-            page.locator("h1").first.click()  # leave the text box: plain keys act again
-            page.keyboard.press("Alt+1")
-            page.wait_for_selector("text=ana marked cheap's answer wrong", timeout=120_000)
-            _wait_idle(page)
-            page.keyboard.press("2")
-            page.wait_for_selector("text=ana marked mid's answer right", timeout=120_000)
-            _wait_idle(page)
-            page.keyboard.press("n")
-            page.wait_for_selector(f"text=Item 2 of {len(expected)}", timeout=120_000)
-            _wait_idle(page)
-            page.get_by_role("textbox", name="The correct answer").fill("shipping")
-            page.keyboard.press("Control+Enter")
-            page.wait_for_selector("text=ana wrote the answer 'shipping'", timeout=120_000)
-            browser.close()
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=15)
+    with streamlit_app(home, tmp_path / "streamlit.log", timeout_s=90) as url, \
+            sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                     args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1600})
+        page.goto(url, wait_until="networkidle")
+        page.get_by_role("link", name="Review").click()
+        page.wait_for_selector(f"text=Item 1 of {len(expected)}", timeout=120_000)
+        page.get_by_role("textbox", name="Your name").fill("ana")
+        page.keyboard.press("Enter")
+        # the rerun with the name has happened once the buttons are enabled (a shortcut
+        # pressed on a disabled button does nothing)
+        expect(page.locator("button:has-text('Wrong')").first).to_be_enabled(
+            timeout=120_000)
+        _wait_idle(page)
+        page.locator("h1").first.click()  # leave the text box: plain keys act again
+        page.keyboard.press("Alt+1")
+        page.wait_for_selector("text=ana marked cheap's answer wrong", timeout=120_000)
+        _wait_idle(page)
+        page.keyboard.press("2")
+        page.wait_for_selector("text=ana marked mid's answer right", timeout=120_000)
+        _wait_idle(page)
+        page.keyboard.press("n")
+        page.wait_for_selector(f"text=Item 2 of {len(expected)}", timeout=120_000)
+        _wait_idle(page)
+        page.get_by_role("textbox", name="The correct answer").fill("shipping")
+        page.keyboard.press("Control+Enter")
+        page.wait_for_selector("text=ana wrote the answer 'shipping'", timeout=120_000)
+        browser.close()
     saved = rv.reviews(store, WL).sort("version")
     assert saved.select("item_id", "model", "verdict", "answer").rows() == [
         (expected[0], "cheap", False, None), (expected[0], "mid", True, None),

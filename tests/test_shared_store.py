@@ -8,28 +8,18 @@ SQL snapshots."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.servers import free_port
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, app_env, python, streamlit_app
 from workbench.catalog import BUNDLED_MODEL_NAME
 from workbench.store import Store, StoreBusyError
 
 ROOT = Path(__file__).resolve().parents[1]
-PYTHON = ROOT / ".venv" / "bin" / "python"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
 IMPORT_ROWS = 3000
 RUN_ITEMS = 4
 
@@ -45,17 +35,8 @@ with store.transaction() as cur:
 """
 
 
-def _python() -> str:
-    return str(PYTHON if PYTHON.exists() else Path(sys.executable))
-
-
-def _env(home: Path, **extra: str) -> dict[str, str]:
-    return {**os.environ, "WORKBENCH_HOME": str(home),
-            "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false", **extra}
-
-
 def _workbench(*args: str) -> list[str]:
-    return [_python(), "-m", "workbench", *args]
+    return [python(), "-m", "workbench", *args]
 
 
 def _write_csv(path: Path, rows: int) -> None:
@@ -70,8 +51,8 @@ class Holder:
     """A separate process holding the store's file in an open write transaction."""
 
     def __init__(self, home: Path) -> None:
-        self.proc = subprocess.Popen([_python(), "-c", HOLDER, str(home)], cwd=ROOT,
-                                     env=_env(home), stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([python(), "-c", HOLDER, str(home)], cwd=ROOT,
+                                     env=app_env(home), stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline() if self.proc.stdout else ""
         assert line.strip() == "holding", f"holder did not start: {line!r}"
@@ -108,7 +89,7 @@ def test_second_writer_waits_then_fails_clearly_and_changes_nothing(home: Path,
     holder = Holder(home)
     try:
         done = subprocess.run(_workbench("load", str(csv), "--name", "blocked"), cwd=ROOT,
-                              env=_env(home, WORKBENCH_LOCK_WAIT_S="2"), capture_output=True,
+                              env=app_env(home, WORKBENCH_LOCK_WAIT_S="2"), capture_output=True,
                               text=True, timeout=300)
     finally:
         holder.release()
@@ -120,7 +101,7 @@ def test_second_writer_waits_then_fails_clearly_and_changes_nothing(home: Path,
     assert "did not finish within 2 s" in message and "Nothing was changed" in message
     assert "Traceback" not in message
     assert _counts(home) == before  # the holder committed its own mark only
-    listed = subprocess.run(_workbench("workloads", "--json"), cwd=ROOT, env=_env(home),
+    listed = subprocess.run(_workbench("workloads", "--json"), cwd=ROOT, env=app_env(home),
                             capture_output=True, text=True, timeout=300, check=True)
     assert json.loads(listed.stdout) == []
 
@@ -150,7 +131,7 @@ def test_another_process_write_invalidates_snapshots(home: Path, tmp_path: Path)
         csv = tmp_path / "tickets.csv"
         _write_csv(csv, 25)
         done = subprocess.run(_workbench("load", str(csv), "--name", "tickets"), cwd=ROOT,
-                              env=_env(home), capture_output=True, text=True, timeout=300)
+                              env=app_env(home), capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
         assert store.generation() > generation
         assert store.read_only_query("SELECT count(*) AS n FROM items")["n"][0] == 25
@@ -166,38 +147,8 @@ def test_another_process_write_invalidates_snapshots(home: Path, tmp_path: Path)
 def app(home: Path, tmp_path: Path) -> Iterator[str]:
     """`streamlit run app.py` on a free loopback port over `home`; stopped however the test
     ends."""
-    port = free_port()
-    log = tmp_path / "streamlit.log"
-    cmd = [_python(), "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-           "--server.address", "127.0.0.1", "--server.headless", "true",
-           "--server.fileWatcherType", "none", "--server.runOnSave", "false"]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(home), stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"streamlit exited with {proc.returncode}:\n{log.read_text()}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
-                    if resp.status == 200 and resp.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"streamlit not healthy after 120 s:\n{log.read_text()}")
-            time.sleep(0.5)
+    with streamlit_app(home, tmp_path / "streamlit.log") as url:
         yield url
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=15)
 
 
 def _wait_idle(page) -> None:  # noqa: ANN001 - playwright Page
@@ -272,7 +223,7 @@ def test_cli_writes_while_the_app_is_open(app: str, home: Path, tmp_path: Path) 
             _assert_clean(page, "Workloads after waiting")
 
             # CLI writers and readers at the same time as each other and the app's reruns.
-            env = _env(home)
+            env = app_env(home)
             writers = {
                 "load": subprocess.Popen(
                     _workbench("load", str(csv), "--name", "tickets"), cwd=ROOT, env=env,
