@@ -141,7 +141,7 @@ def test_api_key_never_reaches_home_or_output(home: Path) -> None:
         ("run", "--workload", "support-triage", "--model", "dead", "--limit", "3",
          "--home", str(home), "--json"),
         ("compare", "--workload", "support-triage", "--home", str(home)),
-        ("route", "--policy", "dead-only", "--log-text", "full", "--home", str(home),
+        ("route", "--policy", "dead-only", "--log-text", "none", "--home", str(home),
          "hello there"),
     ]
     from workbench.catalog import Catalog

@@ -336,7 +336,7 @@ def _cli_runs(env: Env) -> list[list[str]]:
         ["route", "--policy", str(env.work / "hosted.yaml"), "where is my parcel",
          "--log", str(env.work / "decisions.jsonl")],
         ["route", "--policy", str(env.work / "hosted.yaml"), "a@b.example wants a refund",
-         "--json", "--log", str(env.work / "decisions.jsonl"), "--log-text", "full"],
+         "--json", "--log", str(env.work / "decisions.jsonl"), "--log-text", "hashed"],
         ["drift", "--policy", str(env.work / "hosted.yaml"), "--log",
          str(env.work / "decisions.jsonl"), "--workload", "uploaded"],
         ["log", "prune", "--log", str(env.work / "decisions.jsonl"), "--days", "30"],
@@ -374,6 +374,7 @@ def _hosted_policy(env: Env) -> None:
                             "api_base": env.server.api_base, "api_key_env": "TEAM_LLM_KEY",
                             "max_tokens": 3}},
         "tiers": [{"model": HOSTED}],
+        "data_handling": {"log_inputs": "full"},  # the log keeps the text: no key in it
     }).to_yaml())
 
 

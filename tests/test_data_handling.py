@@ -500,12 +500,23 @@ def test_per_log_key_file_is_private_and_stable(models: dict[str, type[_Echo]],
 
 def test_log_text_override_is_shown_in_the_summary(models: dict[str, type[_Echo]],
                                                    tmp_path: Path) -> None:
-    policy = make_policy(_bases(models), {"log_inputs": "none", "retention_days": 30,
+    policy = make_policy(_bases(models), {"log_inputs": "redacted", "retention_days": 30,
                                           "log_classes": ["contact"]})
-    router = PolicyRouter(policy, log_path=tmp_path / "d.jsonl", log_text="full")
+    router = PolicyRouter(policy, log_path=tmp_path / "d.jsonl", log_text="hashed")
     text = router.data_handling_summary()
     router.close()
-    assert "inputs: kept in full, PII included (set by --log-text)" in text
+    assert "(set by --log-text)" in text and "hash" in text.split("inputs:")[1].split("\n")[0]
+    # the policy is the final word: an override may keep less, never more
+    for looser in ("full",):
+        with pytest.raises(PolicyError, match=f"--log-text {looser} would keep more request "
+                                              "text than policy .* allows .*log_inputs: "
+                                              "redacted.*none or hashed or redacted"):
+            PolicyRouter(policy, log_path=tmp_path / "x.jsonl", log_text=looser)
+    assert not (tmp_path / "x.jsonl").exists()
+    strict = make_policy(_bases(models), {"log_inputs": "none"})
+    for looser in ("hashed", "redacted", "full"):
+        with pytest.raises(PolicyError, match="would keep more"):
+            PolicyRouter(strict, log=False, log_text=looser)
     assert "retention: 30 days" in text and "logged only for: contact" in text
     off = PolicyRouter(policy, log=False)
     assert off.data_handling_summary().startswith("decision log: off")

@@ -160,10 +160,10 @@ def test_fallback_on_provider_error_and_no_secret_anywhere(
         "name": "fb", "models": {
             "remote": {"model": "openai/m", "api_base": dead, "api_key_env": "OPENAI_API_KEY"},
             "small": {"kind": "local-gguf", "model": gguf}},
-        "tiers": [{"model": "remote"}], "fallback": "small"})
+        "tiers": [{"model": "remote"}], "fallback": "small",
+        "data_handling": {"log_inputs": "full"}})  # the log keeps the text: no key in it
     path = export_policy(policy, tmp_path / "fb.yaml")
-    router = PolicyRouter.from_file(path, log_path=tmp_path / "log.jsonl", max_retries=0,
-                                    log_text="full")
+    router = PolicyRouter.from_file(path, log_path=tmp_path / "log.jsonl", max_retries=0)
     res = router.complete(f"My key is {SECRET}, is that bad?", labels=LABELS)
     router.close()
     assert res.used_fallback and res.model == "small" and res.text in LABELS

@@ -24,6 +24,9 @@ from workbench.errors import WorkbenchError
 
 TextMode = Literal["none", "redacted", "hashed", "full"]
 TEXT_MODES: tuple[str, ...] = ("none", "redacted", "hashed", "full")
+# least to most of the text kept: a keyed hash reveals nothing of it, a redaction keeps the
+# words that are not PII; an override of the policy may only move left
+TEXT_MODES_BY_EXPOSURE: tuple[str, ...] = ("none", "hashed", "redacted", "full")
 MAX_RETENTION_DAYS = 36_500
 KEY_SUFFIX = ".key"  # the per-log hashing key sits beside the log, never inside it
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

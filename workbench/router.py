@@ -31,6 +31,7 @@ from typing import Any
 
 from workbench.data_handling import (
     TEXT_MODES,
+    TEXT_MODES_BY_EXPOSURE,
     DataHandling,
     TextMode,
     hash_key,
@@ -123,6 +124,15 @@ class PolicyRouter:
             if log_text not in TEXT_MODES:
                 raise PolicyError(f"log_text: unknown choice {log_text!r}; choose one of "
                                   f"{', '.join(TEXT_MODES)}")
+            # the policy is the final word on what is kept: an override may only keep less
+            if TEXT_MODES_BY_EXPOSURE.index(log_text) > TEXT_MODES_BY_EXPOSURE.index(
+                    handling.log_inputs):
+                raise PolicyError(
+                    f"--log-text {log_text} would keep more request text than policy "
+                    f"{policy.name!r} allows (data_handling.log_inputs: {handling.log_inputs}); "
+                    "change the policy's data_handling to keep more, or choose "
+                    + " or ".join(TEXT_MODES_BY_EXPOSURE[:TEXT_MODES_BY_EXPOSURE.index(
+                        handling.log_inputs) + 1]))
             handling = DataHandling.model_validate(
                 {**handling.model_dump(), "log_inputs": log_text})
         self.data_handling: DataHandling = handling

@@ -77,7 +77,8 @@ def _router_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-log", action="store_true", help="do not write a decision log")
     p.add_argument("--log-text", choices=("none", "redacted", "hashed", "full"), default=None,
                    help="request text in the log: none, PII-redacted, keyed hash or full "
-                        "(default: the policy's data_handling.log_inputs)")
+                        "(default: the policy's data_handling.log_inputs; only as much as the "
+                        "policy allows or less)")
     p.add_argument("--max-tokens", type=int, default=None, help="override every model's")
     p.add_argument("--models-dir", default=None,
                    help="where local GGUF files named by an exported policy are (default: "
