@@ -40,7 +40,7 @@ app: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m ruff check .
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q --durations=30
 
 lint: $(STAMP)
 	$(VENV)/bin/python -m ruff check .
