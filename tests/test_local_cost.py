@@ -203,3 +203,34 @@ def test_bad_input_is_a_clear_error(home: Path) -> None:
                              capture_output=True, text=True, timeout=600)
         assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr
     assert not bad.exists()
+
+
+JOURNEY_RUN = """
+import sys
+from workbench import journey
+from workbench.catalog import Catalog
+from workbench.store import open_store
+home = sys.argv[1]
+store = open_store(home)
+from workbench.workloads.samples import load_samples
+load_samples(store, names=[journey.WORKLOAD])
+summary = journey.run_slice(store, Catalog(home), limit=2, home=home,
+                            progress=lambda d, t, m: print("progress:", m, flush=True))
+print("done:", summary.n_items)
+"""
+
+
+@pytest.mark.slow
+def test_home_run_says_it_measures_first(tmp_path: Path) -> None:
+    """Home's step 2 on a new machine: the progress says each local model is being measured
+    (before, the run paused silently on its first call), then loads and runs them."""
+    home = tmp_path / "fresh"
+    done = subprocess.run([sys.executable, "-c", JOURNEY_RUN, str(home)], capture_output=True,
+                          text=True, timeout=900, env={**os.environ, "WORKBENCH_HOME": str(home)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("progress:")]
+    measuring = [i for i, ln in enumerate(lines) if "measuring the speed of" in ln]
+    loading = lines.index("progress: loading the local models")
+    assert len({lines[i].split(" of ")[1].split()[0] for i in measuring}) == 2, lines[:12]
+    assert max(measuring) < loading, lines[:12]
+    assert "done: 2" in done.stdout

@@ -102,6 +102,10 @@ def run_slice(store: Store, catalog: Catalog, *, limit: int = SLICE,
         progress(0, 0, f"re-quantizing the bundled model to {CHEAP_QTYPE} (once, about 10 s)")
     models = journey_models(catalog, home)
     if progress is not None:
+        from workbench.local_cost import measure_first
+
+        # a model not measured on this machine yet is timed once (its speed sets its cost)
+        measure_first(models, home, lambda m: progress(0, 0, m))
         progress(0, 0, "loading the local models")
     return run(store, WORKLOAD, models, limit=limit, progress=progress, should_stop=should_stop)
 
