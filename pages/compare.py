@@ -82,10 +82,20 @@ if name:
         from workbench.runner import model_metrics
 
         with ui.user_errors():
-            metrics = model_metrics(store, name)
+            from workbench.ui import headline
+
             st.subheader("Per-model metrics")
+            basis = headline.basis_choice(name, "cmp_headline")
+            gold = model_metrics(store, name)
+            metrics, basis_line = gold, ""
+            if basis != (None, None):
+                from workbench.label_quality import quality_outcomes
+
+                scored = quality_outcomes(store, name, silver=basis[0], label_set=basis[1])
+                metrics = model_metrics(store, name, outcomes=scored.outcomes)
+                basis_line = f" Quality here is {scored.basis.describe()}."
             st.caption("Quality with a 95% bootstrap interval; cost per successful task divides "
-                       "all spend by the items answered correctly.")
+                       "all spend by the items answered correctly." + basis_line)
             show = metrics.with_columns(
                 pl.col("quality_ci").list.eval(pl.element().round(3)).cast(pl.List(pl.String))
                 .list.join(" – ").alias("quality 95% CI"),
@@ -102,12 +112,10 @@ if name:
             context_use.render(name, "cmp_ctx")
             from workbench.ui import paired as ui_paired
 
-            ui_paired.render(name, metrics, outcomes, "cmp_paired")
+            ui_paired.render(name, gold, outcomes, "cmp_paired")  # on the stored scores
 
             st.subheader("What could move to a cheaper model?")
-            from workbench.ui import headline
-
-            headline.render(name, "cmp_headline")
+            headline.render(name, "cmp_headline", basis=basis)
 
             st.subheader("Item by item")
             with_rows = metrics["model"].to_list()

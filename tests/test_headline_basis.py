@@ -61,6 +61,12 @@ def test_without_references_the_headline_is_agreement_with_the_strong_model(home
     assert sentence.startswith("80% of requests") and "by cheap, 40.0x cheaper than strong, " \
         "on data_class public" in sentence, sentence
     assert any(c.value == "Quality here is agreement with strong, not accuracy." for c in at.caption)
+    # the per-model table above is on the same basis: every model scored, strong by itself 1.0
+    table = next(d.value for d in at.dataframe if "quality 95% CI" in d.value.columns)
+    quality = dict(zip(table["model"], table["quality"], strict=True))
+    assert quality["strong"] == 1.0 and 0.7 < quality["cheap"] < 0.95, quality
+    assert any(c.value.endswith("Quality here is agreement with strong, not accuracy.")
+               and c.value.startswith("Quality with a 95% bootstrap interval") for c in at.caption)
     flagged = next(d.value for d in at.dataframe if "q_value" in d.value.columns)
     assert ("data_class", "pii", "cheap") in set(zip(flagged["column"], flagged["slice"],
                                                      flagged["model"], strict=True))

@@ -31,12 +31,16 @@ def model_metrics(
     *,
     n_boot: int = 1000,
     seed: int = 0,
+    outcomes: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Per model: mean quality with a 95% bootstrap CI (`quality_ci` = [lo, hi]), cost per
     request / per 1k / per successful task, latency p50/p95/p99, mean tokens, error rate, n.
     Conventions follow `workbench.metrics`: quality is the mean over scored rows (errors score
-    0; unscored imported rows are left out) and cost_per_success = cost_per_request / quality."""
-    out = store.outcomes(workload, models)
+    0; unscored imported rows are left out) and cost_per_success = cost_per_request / quality.
+    `outcomes`: the workload's outcomes with quality on another basis (silver reference or a
+    reviewed label set, workbench.label_quality) instead of the stored ones."""
+    out = store.outcomes(workload, models) if outcomes is None else (
+        outcomes if not models else outcomes.filter(pl.col("model").is_in(list(models))))
     if out.height == 0:
         return pl.DataFrame(schema={c: pl.Float64 for c in METRIC_COLUMNS} | {
             "model": pl.String, "n": pl.Int64, "n_scored": pl.Int64,

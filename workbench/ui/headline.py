@@ -24,7 +24,7 @@ def _report(home: str, workload: str, version: tuple[str, int, int], silver: str
     return build_report(open_store(home), workload, silver=silver, label_set=label_set)
 
 
-def _basis(workload: str, key: str) -> tuple[str | None, int | None]:
+def basis_choice(workload: str, key: str) -> tuple[str | None, int | None]:
     """What quality is measured against: the workload's reference answers when it has them,
     else (or on request) agreement with one model's answers (silver), optionally corrected by
     the latest reviewed label set. Returns (silver model, label-set version)."""
@@ -53,14 +53,16 @@ def _basis(workload: str, key: str) -> tuple[str | None, int | None]:
     return silver, label_set
 
 
-def render(workload: str, key: str) -> None:
-    """The headline section for `workload` (widget keys prefixed by `key`)."""
+def render(workload: str, key: str,
+           basis: tuple[str | None, int | None] | None = None) -> None:
+    """The headline section for `workload` (widget keys prefixed by `key`); `basis` (silver
+    model, label-set version) when the page already chose it with `basis_choice`."""
     store = ui.store()
     if len(store.models_of(workload)) < 2:
         st.caption("Run at least two models on this workload to see what a cheaper one could "
                    "take over.")
         return
-    silver, label_set = _basis(workload, key)
+    silver, label_set = basis if basis is not None else basis_choice(workload, key)
     c = st.columns(3)
     keep = c[0].slider("Keep at least this share of the strong model's quality", 50, 100, 95,
                        key=f"{key}_keep", format="%d%%")

@@ -60,9 +60,9 @@ def render(workload: str, metrics: pl.DataFrame, outcomes: pl.DataFrame, key: st
     st.subheader("Enough items to decide?")
     if "quality" not in outcomes.columns or outcomes["quality"].null_count() == outcomes.height:
         st.info("These answers have no quality scores (the workload has no reference answers), "
-                "so there is nothing to test yet: the section below measures them by "
-                "agreement with a chosen model, and the Review page turns a person's verdicts "
-                "into labels.", icon=":material/info:")
+                "so there is nothing to test here yet: 'Measure quality against' above scores "
+                "them by agreement with a chosen model, and the Review page turns a person's "
+                "verdicts into labels.", icon=":material/info:")
         return
     detect_pts = st.number_input(
         "Difference worth detecting (quality points)", min_value=1, max_value=50, value=5,
