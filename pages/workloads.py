@@ -156,8 +156,9 @@ with tab_upload:
     _upload_tab()
 
 with tab_sql:
-    st.caption("One SELECT over the store's tables (workloads, items, outcomes) and nothing "
-               "else: no files, network or settings; at most 10,000 rows and 10 seconds.")
+    st.caption("One SELECT over the store's tables (workloads, items, outcomes, reviews) and "
+               "nothing else: no files, network or settings; at most 10,000 rows and 10 "
+               "seconds.")
     sql = st.text_area("SQL", value="SELECT workload, count(*) AS items FROM items GROUP BY 1",
                        key="wl_sql")
     if st.button("Run query", key="wl_sql_run"):

@@ -726,3 +726,14 @@ def test_review_page_edge_cases(home: Path, store: Store) -> None:
     assert at.subheader[0].value == f"Item 1 of 1: {ids[2]}"
     assert any(c.value == "Why it is here: cheap model confident and wrong; models disagree."
                for c in at.caption)
+
+
+def test_reviews_are_queryable_in_the_sql_box(home: Path, store: Store) -> None:
+    """The SQL box sees the reviews table once there is one (and says plainly when not)."""
+    record(store)
+    with pytest.raises(WorkbenchError, match="reviews"):
+        store.read_only_query("SELECT count(*) AS n FROM reviews")
+    item = rq.build_queue(store, WL).items["item_id"][0]
+    rv.save_review(store, WL, item, reviewer="ana", model="cheap", verdict=False)
+    got = store.read_only_query("SELECT reviewer, verdict FROM reviews")
+    assert got.rows() == [("ana", False)]

@@ -112,7 +112,8 @@ _WORKLOADS_SQL = """
 """
 
 # The tables user SQL (the SQL box, `workbench sql`) may see; nothing else is visible to it.
-QUERYABLE_TABLES = ("workloads", "items", "outcomes")
+# `reviews` (workbench.reviews) exists once somebody has reviewed an item
+QUERYABLE_TABLES = ("workloads", "items", "outcomes", "reviews")
 
 
 @dataclass(frozen=True)
@@ -434,7 +435,9 @@ class Store:
         # wait for the write lock, other processes for the file this session holds.
         with self._write_lock, self.session() as cur:
             generation = self.generation() if wanted else 0
-            for table in wanted:
+            present = {r[0] for r in cur.execute(
+                "SELECT table_name FROM information_schema.tables").fetchall()} if wanted else set()
+            for table in (t for t in wanted if t in present):
                 cached = self._snapshots.get(table)
                 if cached is None or cached[0] != generation:
                     arrow = cur.sql(f"SELECT * FROM {table}").to_arrow_table()
