@@ -321,7 +321,9 @@ def test_model_changes_mark_policies_for_recheck(home: Path, tmp_path: Path,
     assert _cli(capsys, home, *gate)[0] == 0
 
     # a price change through `workbench models edit`
-    assert _cli(capsys, home, "models", "edit", "cheap", "--input-price", "0.15")[0] == 0
+    code, _, err = _cli(capsys, home, "models", "edit", "cheap", "--input-price", "0.15")
+    assert code == 0 and err.startswith("approved policies using it now need a re-check")
+    assert err.rstrip().endswith(": triage@1"), err  # not 'other', which does not use cheap
     (triage,) = history(cat, "triage")
     assert triage.needs_recheck == (
         "cheap: input price (USD per 1M tokens) 0.1 -> 0.15",)

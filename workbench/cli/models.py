@@ -279,10 +279,24 @@ def cmd_edit(args: argparse.Namespace) -> int:
     if not changes:
         raise WorkbenchError("nothing to change: give at least one option (see `workbench "
                              "models edit --help`)")
-    config = _catalog(args).update(args.name, **changes)
+    catalog = _catalog(args)
+    config = catalog.update(args.name, **changes)
     print(f"updated model {config.name}: " + ", ".join(
         f"{k}={getattr(config, k)}" for k in changes))
+    _say_recheck(catalog, config.name)
     return 0
+
+
+def _say_recheck(catalog: Any, model: str) -> None:
+    """Name the approved policies this model change puts into "needs re-check" (stderr)."""
+    from workbench.policy_review import needing_recheck
+
+    hit = [r for r in needing_recheck(catalog)
+           if any(line.startswith(f"{model}:") for line in r.needs_recheck)]
+    if hit:
+        print("approved policies using it now need a re-check (`workbench policy approve` "
+              "again after replaying them): " + ", ".join(f"{r.name}@{r.version}" for r in hit),
+              file=sys.stderr)
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
